@@ -1,0 +1,1 @@
+"""Executors: what an agent runs an attempt with."""

@@ -1,0 +1,1 @@
+"""The coordinator: job CRUD, schedule firing, priority queues, leases, retries, history."""

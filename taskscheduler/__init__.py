@@ -1,0 +1,3 @@
+"""taskscheduler: a distributed job scheduler on etcd."""
+
+__version__ = "0.1.0"

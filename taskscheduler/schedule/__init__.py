@@ -1,0 +1,1 @@
+"""Schedule expressions: cron, macros, `@every` intervals and one-time instants."""
