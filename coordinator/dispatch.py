@@ -1,0 +1,293 @@
+"""The leader's side of the agent protocol: assign, heartbeat, complete, expire.
+
+An agent long-polls with its free slots; the leader pops that many runs it
+can execute and moves them to running under fresh leases in one fenced
+transaction. Heartbeats extend leases in memory. A completion is recorded
+only under the attempt's current fencing token. A lease that runs out ends
+its attempt as `lease-expired`, and the retry policy decides what follows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+from dataclasses import dataclass
+from datetime import datetime
+
+from taskscheduler.clock import Clock
+from taskscheduler.coordinator import codec, etcd
+from taskscheduler.coordinator.decisions import job_status_after_run, judge_attempt
+from taskscheduler.coordinator.jobcache import JobCache
+from taskscheduler.coordinator.keys import KeyLayout
+from taskscheduler.coordinator.leasetable import ActiveLease
+from taskscheduler.coordinator.model import (
+    Attempt,
+    AttemptOutcome,
+    Job,
+    RetryPolicy,
+    Run,
+    RunStatus,
+)
+from taskscheduler.coordinator.runstore import JobChangedError, RunStore
+from taskscheduler.coordinator.state import LeaderState
+from taskscheduler.coordinator.stats import Stats
+from taskscheduler.coordinator.workers import WorkerRegistry
+from taskscheduler.errors import StaleLeaseError
+from taskscheduler.logs import get_logger
+
+log = get_logger(__name__)
+
+# Each assigned run takes three operations; stay under etcd's default of 128.
+MAX_ASSIGNMENTS_PER_POLL = 40
+
+
+@dataclass(frozen=True, slots=True)
+class Assigned:
+    run: Run
+    job: Job | None
+    fencing_token: int
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptReport:
+    outcome: AttemptOutcome
+    exit_code: int = 0
+    output: str = ""
+    error: str = ""
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HeldLease:
+    run_id: str
+    attempt: int
+    fencing_token: int
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        *,
+        state: LeaderState,
+        cache: JobCache,
+        runs: RunStore,
+        workers: WorkerRegistry,
+        store: etcd.Etcd,
+        keys: KeyLayout,
+        clock: Clock,
+        stats: Stats,
+    ) -> None:
+        self._state = state
+        self._cache = cache
+        self._runs = runs
+        self._workers = workers
+        self._store = store
+        self._keys = keys
+        self._clock = clock
+        self._stats = stats
+
+    async def poll(self, worker_id: str, max_assignments: int, wait_s: float) -> list[Assigned]:
+        """Wait up to `wait_s` for runs the worker can execute; never more than it asked for."""
+        worker = self._workers.get(worker_id)
+        deadline = self._clock.monotonic() + wait_s
+        while True:
+            held = len(self._state.leases.held_by(worker_id))
+            free = min(max_assignments, worker.max_concurrent - held, MAX_ASSIGNMENTS_PER_POLL)
+            if free > 0:
+                now = self._clock.now()
+                run_ids = self._state.ready.pop_ready(worker.capabilities, now, free)
+                if run_ids:
+                    return await self._assign(worker_id, run_ids, now)
+            remaining_s = deadline - self._clock.monotonic()
+            if remaining_s <= 0:
+                return []
+            await self._wait_for_work(remaining_s)
+
+    async def heartbeat(self, worker_id: str, leases: list[HeldLease]) -> list[HeldLease]:
+        """Extend the worker's leases; return the ones it must stop (no longer current)."""
+        now = self._clock.monotonic()
+        revoked = [
+            lease
+            for lease in leases
+            if not self._state.leases.extend(
+                worker_id, lease.run_id, lease.attempt, lease.fencing_token, now
+            )
+        ]
+        await self._workers.seen(worker_id, running=len(leases) - len(revoked))
+        for lease in revoked:
+            log.warning(
+                "heartbeat names a lease that is not current; revoking",
+                worker_id=worker_id,
+                run_id=lease.run_id,
+                attempt=lease.attempt,
+                fencing_token=lease.fencing_token,
+            )
+        return revoked
+
+    async def complete(self, worker_id: str, held: HeldLease, report: AttemptReport) -> RunStatus:
+        lease = self._state.leases.get(held.run_id)
+        run = self._state.active.get(held.run_id)
+        current = self._state.leases.is_current(held.run_id, held.attempt, held.fencing_token)
+        if lease is None or run is None or not current or lease.worker_id != worker_id:
+            raise StaleLeaseError(held.run_id, held.attempt, held.fencing_token)
+        return await self._conclude(run, lease, report)
+
+    async def expire_leases(self) -> None:
+        """End every attempt whose lease ran out, until cancelled."""
+        while True:
+            for lease in self._state.leases.expired(self._clock.monotonic()):
+                run = self._state.active.get(lease.run_id)
+                if run is None:
+                    self._state.leases.release(lease.run_id)
+                    continue
+                log.warning(
+                    "lease expired",
+                    run_id=lease.run_id,
+                    attempt=lease.attempt,
+                    worker_id=lease.worker_id,
+                    fencing_token=lease.fencing_token,
+                )
+                self._stats.count("leases_expired")
+                report = AttemptReport(AttemptOutcome.LEASE_EXPIRED, error="lease expired")
+                with contextlib.suppress(StaleLeaseError):
+                    await self._conclude(run, lease, report)
+            await self._clock.sleep(min(1.0, self._state.leases.ttl_s / 4))
+
+    async def _wait_for_work(self, remaining_s: float) -> None:
+        event = self._state.work_available
+        wait_s = remaining_s
+        next_due = self._state.ready.next_due_at()
+        if next_due is not None:
+            until_due_s = (next_due - self._clock.now()).total_seconds()
+            wait_s = min(wait_s, max(0.01, until_due_s))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), timeout=wait_s)
+
+    async def _assign(self, worker_id: str, run_ids: list[str], now: datetime) -> list[Assigned]:
+        started = [self._started(self._state.active[run_id], worker_id, now) for run_id in run_ids]
+        try:
+            token = await self._runs.assign(started)
+        except BaseException:
+            for run in started:
+                self._state.queue(self._state.active[run.id])
+            raise
+        assigned: list[Assigned] = []
+        for run in started:
+            tokened = dataclasses.replace(run.attempts[-1], fencing_token=token)
+            run = dataclasses.replace(run, attempts=(*run.attempts[:-1], tokened), revision=token)
+            self._state.track(run)
+            self._state.leases.grant(run.id, worker_id, run.attempt, token, self._clock.monotonic())
+            self._stats.record_start(run.due_at, now)
+            assigned.append(Assigned(run, self._cache.get(run.job_id), token))
+            log.info(
+                "attempt assigned",
+                run_id=run.id,
+                job_id=run.job_id,
+                attempt=run.attempt,
+                worker_id=worker_id,
+                fencing_token=token,
+            )
+        return assigned
+
+    def _started(self, run: Run, worker_id: str, now: datetime) -> Run:
+        number = run.attempt + 1
+        attempt = Attempt(number=number, worker_id=worker_id, fencing_token=0, started_at=now)
+        return dataclasses.replace(
+            run,
+            status=RunStatus.RUNNING,
+            attempt=number,
+            worker_id=worker_id,
+            started_at=now,
+            completed_at=None,
+            attempts=(*run.attempts, attempt),
+        )
+
+    async def _conclude(self, run: Run, lease: ActiveLease, report: AttemptReport) -> RunStatus:
+        for _ in range(5):
+            job = self._cache.get(run.job_id)
+            ended = self._ended(run, job, report)
+            job_after = self._job_after(job, ended)
+            try:
+                revision = await self._runs.finish(
+                    ended, lease.fencing_token, job_before=job, job_after=job_after
+                )
+            except JobChangedError:
+                await self._refresh_job(run.job_id)
+                continue
+            except StaleLeaseError:
+                self._state.leases.release(run.id)
+                raise
+            self._after_finish(dataclasses.replace(ended, revision=revision), job_after, lease)
+            return ended.status
+        raise JobChangedError(run.job_id)
+
+    def _ended(self, run: Run, job: Job | None, report: AttemptReport) -> Run:
+        now = self._clock.now()
+        policy = job.spec.retry_policy if job else None
+        verdict = judge_attempt(report.outcome, run.attempt, policy or _NO_RETRY, now)
+        completed_at = report.completed_at or now
+        attempt = dataclasses.replace(
+            run.attempts[-1],
+            completed_at=completed_at,
+            outcome=report.outcome,
+            exit_code=report.exit_code,
+            error=report.error,
+        )
+        return dataclasses.replace(
+            run,
+            status=verdict.run_status,
+            due_at=verdict.retry_at or run.due_at,
+            started_at=report.started_at or run.started_at,
+            completed_at=completed_at,
+            exit_code=report.exit_code,
+            output=report.output,
+            error=report.error,
+            attempts=(*run.attempts[:-1], attempt),
+        )
+
+    def _job_after(self, job: Job | None, ended: Run) -> Job | None:
+        if job is None:
+            return None
+        others = self._state.active_per_job.get(job.id, 0) - 1
+        status = job_status_after_run(job, ended.status, others)
+        if status is job.status:
+            return None
+        return dataclasses.replace(job, status=status)
+
+    def _after_finish(self, ended: Run, job_after: Job | None, lease: ActiveLease) -> None:
+        self._state.leases.release(ended.id)
+        if job_after is not None:
+            self._cache.apply(dataclasses.replace(job_after, revision=ended.revision))
+        if ended.status is RunStatus.QUEUED:
+            self._state.queue(ended)
+            self._stats.count("attempts_retried")
+            log.warning(
+                "attempt failed; retry queued",
+                run_id=ended.id,
+                attempt=ended.attempt,
+                outcome=ended.attempts[-1].outcome,
+                retry_at=ended.due_at.isoformat(),
+            )
+            return
+        self._state.untrack(ended.id)
+        self._stats.record_finish(ended, self._clock.now())
+        log.info(
+            "run finished",
+            run_id=ended.id,
+            job_id=ended.job_id,
+            status=ended.status.value,
+            attempt=ended.attempt,
+            worker_id=lease.worker_id,
+        )
+
+    async def _refresh_job(self, job_id: str) -> None:
+        kv = await self._store.get(self._keys.job(job_id))
+        if kv is None:
+            self._cache.forget(job_id)
+            return
+        self._cache.apply(codec.decode_job(kv.key, kv.value, kv.mod_revision))
+
+
+_NO_RETRY = RetryPolicy()

@@ -1,0 +1,109 @@
+"""Every replica's in-memory copy of all job records, kept fresh by an etcd watch.
+
+It loads the jobs prefix, then watches from the revision after that read.
+If the watch start revision was compacted, or the stream breaks, it reloads
+from a fresh read instead of hanging. A record that cannot be decoded is
+logged and skipped. Listeners hear every change (job, or None when deleted).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from taskscheduler.coordinator import codec, etcd
+from taskscheduler.coordinator.keys import KeyLayout
+from taskscheduler.coordinator.model import Job
+from taskscheduler.errors import RecordDecodeError, StoreUnavailableError
+from taskscheduler.logs import get_logger
+
+log = get_logger(__name__)
+
+JobListener = Callable[[str, Job | None], None]
+
+
+class JobCache:
+    def __init__(self, store: etcd.Etcd, keys: KeyLayout) -> None:
+        self._store = store
+        self._keys = keys
+        self._jobs: dict[str, Job] = {}
+        self._listeners: list[JobListener] = []
+        self.synced = asyncio.Event()
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+    def get(self, job_id: str) -> Job | None:
+        return self._jobs.get(job_id)
+
+    def all(self) -> list[Job]:
+        return list(self._jobs.values())
+
+    def subscribe(self, listener: JobListener) -> None:
+        self._listeners.append(listener)
+
+    def apply(self, job: Job) -> None:
+        """Record a job this replica just wrote, ahead of its watch event."""
+        current = self._jobs.get(job.id)
+        if current is None or current.revision < job.revision:
+            self._set(job.id, job)
+
+    def forget(self, job_id: str) -> None:
+        if job_id in self._jobs:
+            self._set(job_id, None)
+
+    async def run(self) -> None:
+        """Load and watch until cancelled, reloading after every broken watch."""
+        while True:
+            try:
+                revision = await self._load()
+                self.synced.set()
+                await self._watch(revision + 1)
+            except (StoreUnavailableError, etcd.WatchCompactedError) as error:
+                log.warning("job watch interrupted; reloading", error=str(error))
+                await asyncio.sleep(0.5)
+
+    async def _load(self) -> int:
+        """Read every job; return the revision of the first page, where the watch resumes."""
+        loaded: dict[str, Job] = {}
+        first_revision = 0
+        async for page in self._store.pages(self._keys.jobs):
+            first_revision = first_revision or page.revision
+            for kv in page.kvs:
+                job = self._decode(kv)
+                if job is not None:
+                    loaded[job.id] = job
+        for job_id in set(self._jobs) - set(loaded):
+            self._set(job_id, None)
+        for job in loaded.values():
+            self.apply(job)
+        log.info("job cache loaded", jobs=len(self._jobs), revision=first_revision)
+        # Changes made while later pages were read come again through the
+        # watch; apply() ignores the ones already seen.
+        return first_revision
+
+    async def _watch(self, start_revision: int) -> None:
+        async for events in self._store.watch_prefix(self._keys.jobs, start_revision):
+            for event in events:
+                job_id = event.kv.key[len(self._keys.jobs) :]
+                if event.deleted:
+                    self.forget(job_id)
+                    continue
+                job = self._decode(event.kv)
+                if job is not None:
+                    self.apply(job)
+
+    def _decode(self, kv: etcd.KeyValue) -> Job | None:
+        try:
+            return codec.decode_job(kv.key, kv.value, kv.mod_revision)
+        except RecordDecodeError as error:
+            log.error("skipping undecodable job record", key=kv.key, reason=error.reason)
+            return None
+
+    def _set(self, job_id: str, job: Job | None) -> None:
+        if job is None:
+            self._jobs.pop(job_id, None)
+        else:
+            self._jobs[job_id] = job
+        for listener in self._listeners:
+            listener(job_id, job)

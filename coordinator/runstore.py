@@ -1,0 +1,212 @@
+"""The leader's fenced writes of runs, queue entries, leases and job progress.
+
+Contract: only the leader calls these methods. Every transaction compares
+the leader key's create revision with the leader's fence, so a deposed
+leader's write fails in etcd (LostLeadershipError) instead of landing.
+
+- fire: creates a run only if its key is absent (one run per slot), and
+  moves the job's schedule progress only if the job record is still at the
+  revision the plan was made from (JobChangedError otherwise).
+- assign: moves queued runs to running and creates one lease key per run;
+  the lease key's create revision, the transaction's revision, is the
+  attempt's fencing token.
+- finish: records an attempt's end only while the lease key still has the
+  reporter's token (StaleLeaseError otherwise), and deletes the lease.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from aetcd import rpc
+
+from taskscheduler.coordinator import codec, etcd
+from taskscheduler.coordinator.keys import KeyLayout
+from taskscheduler.coordinator.model import Job, Run
+from taskscheduler.errors import LostLeadershipError, SchedulerError, StaleLeaseError
+
+
+class JobChangedError(SchedulerError):
+    """The job record moved on since it was read; re-read it and decide again."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"job {job_id!r} changed during the write")
+        self.job_id = job_id
+
+
+class SlotTakenError(SchedulerError):
+    """A run for this slot exists already (fired before a failover)."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"run {run_id!r} exists already")
+        self.run_id = run_id
+
+
+@dataclass(frozen=True, slots=True)
+class Firing:
+    """One job's fire: the job as read, the job with its new progress, and the new run."""
+
+    job_before: Job
+    job_after: Job
+    run: Run | None
+
+
+class RunStore:
+    def __init__(
+        self, store: etcd.Etcd, keys: KeyLayout, fence: Callable[[], etcd.Compare]
+    ) -> None:
+        self._store = store
+        self._keys = keys
+        self._fence = fence
+
+    async def fire(self, firings: Sequence[Firing]) -> int:
+        """Commit several firings in one transaction; return its revision.
+
+        On any compare failure nothing is written; the caller retries each
+        firing alone with `fire_one` to learn which one conflicted.
+        """
+        compares = [self._fence()]
+        ops: list[etcd.Op] = []
+        for firing in firings:
+            compares.append(self._job_unchanged(firing.job_before))
+            ops.append(self._job_put(firing.job_after))
+            if firing.run is not None:
+                compares.append(etcd.absent(self._keys.run(firing.run.id)))
+                ops.extend(self._queue_ops(firing.run))
+        result = await self._store.txn(compares, ops, self._probe_fence())
+        if not result.succeeded:
+            self._raise_if_deposed(result)
+            raise JobChangedError(firings[0].job_before.id if len(firings) == 1 else "*")
+        return result.revision
+
+    async def fire_one(self, firing: Firing) -> int:
+        """Commit one firing; raise JobChangedError, SlotTakenError or LostLeadershipError."""
+        job_key = self._keys.job(firing.job_before.id)
+        compares = [self._fence(), self._job_unchanged(firing.job_before)]
+        ops = [self._job_put(firing.job_after)]
+        probes = [*self._probe_fence(), _probe(job_key)]
+        if firing.run is not None:
+            run_key = self._keys.run(firing.run.id)
+            compares.append(etcd.absent(run_key))
+            ops.extend(self._queue_ops(firing.run))
+            probes.append(_probe(run_key))
+        result = await self._store.txn(compares, ops, probes)
+        if result.succeeded:
+            return result.revision
+        self._raise_if_deposed(result)
+        job_kvs = _probed(result, 1)
+        if not job_kvs or job_kvs[0].mod_revision != firing.job_before.revision:
+            raise JobChangedError(firing.job_before.id)
+        assert firing.run is not None
+        raise SlotTakenError(firing.run.id)
+
+    async def enqueue(self, run: Run) -> int:
+        """Create a manual run and its queue entry; return the revision."""
+        result = await self._store.txn(
+            [self._fence(), etcd.absent(self._keys.run(run.id))],
+            self._queue_ops(run),
+            self._probe_fence(),
+        )
+        if not result.succeeded:
+            self._raise_if_deposed(result)
+            raise SlotTakenError(run.id)
+        return result.revision
+
+    async def assign(self, runs: Sequence[Run]) -> int:
+        """Move queued runs to running under new leases; return the fencing token."""
+        ops: list[etcd.Op] = []
+        for run in runs:
+            ops.append(etcd.put(self._keys.run(run.id), codec.encode_run(run)))
+            ops.append(etcd.delete(self._keys.queued(run.id)))
+            ops.append(etcd.put(self._keys.lease(run.id), run.worker_id.encode()))
+        result = await self._store.txn([self._fence()], ops, self._probe_fence())
+        if not result.succeeded:
+            raise LostLeadershipError("leader fence no longer matches; another replica leads")
+        return result.revision
+
+    async def finish(
+        self,
+        run: Run,
+        fencing_token: int,
+        *,
+        job_before: Job | None,
+        job_after: Job | None,
+    ) -> int:
+        """Record how an attempt ended, re-queue the run if it goes on, release the lease."""
+        lease_key = self._keys.lease(run.id)
+        compares = [self._fence(), etcd.created_at_revision(lease_key, fencing_token)]
+        ops = [etcd.delete(lease_key), *self._run_ops(run)]
+        if job_before is not None and job_after is not None:
+            compares.append(self._job_unchanged(job_before))
+            ops.append(self._job_put(job_after))
+        probes = [*self._probe_fence(), _probe(lease_key)]
+        result = await self._store.txn(compares, ops, probes)
+        if result.succeeded:
+            return result.revision
+        self._raise_if_deposed(result)
+        lease_kvs = _probed(result, 1)
+        if not lease_kvs or lease_kvs[0].create_revision != fencing_token:
+            raise StaleLeaseError(run.id, run.attempt, fencing_token)
+        raise JobChangedError(run.job_id)
+
+    async def settle(self, run: Run, *, job_before: Job | None, job_after: Job | None) -> int:
+        """Write a run that holds no lease (a queued run cancelled), with its job's status."""
+        compares = [self._fence()]
+        ops = self._run_ops(run)
+        if job_before is not None and job_after is not None:
+            compares.append(self._job_unchanged(job_before))
+            ops.append(self._job_put(job_after))
+        result = await self._store.txn(compares, ops, self._probe_fence())
+        if not result.succeeded:
+            self._raise_if_deposed(result)
+            raise JobChangedError(run.job_id)
+        return result.revision
+
+    async def drop_job_leftovers(self, run_ids: Sequence[str]) -> None:
+        """Delete the queue and lease keys of a deleted job's runs."""
+        ops: list[etcd.Op] = []
+        for run_id in run_ids:
+            ops.append(etcd.delete(self._keys.queued(run_id)))
+            ops.append(etcd.delete(self._keys.lease(run_id)))
+        if ops:
+            result = await self._store.txn([self._fence()], ops, ())
+            if not result.succeeded:
+                raise LostLeadershipError("leader fence no longer matches; another replica leads")
+
+    def _queue_ops(self, run: Run) -> list[etcd.Op]:
+        return [
+            etcd.put(self._keys.run(run.id), codec.encode_run(run)),
+            etcd.put(self._keys.queued(run.id), b""),
+        ]
+
+    def _run_ops(self, run: Run) -> list[etcd.Op]:
+        if run.status.is_final:
+            return [etcd.put(self._keys.run(run.id), codec.encode_run(run))]
+        return self._queue_ops(run)
+
+    def _job_put(self, job: Job) -> etcd.Op:
+        return etcd.put(self._keys.job(job.id), codec.encode_job(job))
+
+    def _job_unchanged(self, job: Job) -> etcd.Compare:
+        return etcd.modified_at_revision(self._keys.job(job.id), job.revision)
+
+    def _probe_fence(self) -> list[etcd.Op]:
+        return [_probe(self._keys.leader)]
+
+    def _raise_if_deposed(self, result: etcd.TxnResult) -> None:
+        fence = self._fence()
+        leader_kvs = _probed(result, 0)
+        if not leader_kvs or leader_kvs[0].create_revision != fence.create_revision:
+            raise LostLeadershipError("leader fence no longer matches; another replica leads")
+
+
+def _probe(key: str) -> etcd.Op:
+    return etcd.Op(request_range=rpc.RangeRequest(key=key.encode()))
+
+
+def _probed(result: etcd.TxnResult, index: int) -> list[rpc.KeyValue]:
+    """Return the key-values read by the failure branch's probe at `index`."""
+    if index >= len(result.responses):
+        return []
+    return list(result.responses[index].response_range.kvs)
