@@ -99,6 +99,11 @@ def delete(key: str) -> Op:
     return Op(request_delete_range=rpc.DeleteRangeRequest(key=key.encode()))
 
 
+def delete_prefix(prefix: str) -> Op:
+    request = rpc.DeleteRangeRequest(key=prefix.encode(), range_end=prefix_end(prefix))
+    return Op(request_delete_range=request)
+
+
 def created_at_revision(key: str, revision: int) -> Compare:
     """Compare: the key exists with this create revision (0 means it does not exist)."""
     return Compare(
@@ -106,6 +111,15 @@ def created_at_revision(key: str, revision: int) -> Compare:
         target=Compare.CompareTarget.CREATE,
         result=Compare.CompareResult.EQUAL,
         create_revision=revision,
+    )
+
+
+def exists(key: str) -> Compare:
+    return Compare(
+        key=key.encode(),
+        target=Compare.CompareTarget.VERSION,
+        result=Compare.CompareResult.GREATER,
+        version=0,
     )
 
 

@@ -1,0 +1,227 @@
+"""Running attempts: execution slots, cancellation, and handing results on.
+
+The runner starts each assigned attempt as an asyncio task, frees its slot the
+moment the executor returns (not when the coordinator has the report), and
+passes the FinishedAttempt to `on_finished`. A revoked lease cancels its
+attempt and drops the result; an attempt still running at shutdown is
+cancelled and reported as FAILED.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from taskscheduler.clock import Clock
+from taskscheduler.logs import get_logger
+
+from .executors.base import AttemptContext, AttemptOutcome, AttemptResult, ExecutorRegistry
+
+_log = get_logger(__name__)
+
+SHUTDOWN_ERROR = "agent shut down before the attempt finished"
+# Extra time an executor gets past the attempt's timeout before the runner
+# cancels it, for executors that do not enforce the timeout themselves.
+_TIMEOUT_MARGIN_S = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """An agent's claim on one attempt; the fencing token tells stale claims apart."""
+
+    run_id: str
+    attempt: int
+    fencing_token: int
+
+    @classmethod
+    def of(cls, context: AttemptContext) -> Lease:
+        return cls(context.run_id, context.attempt, context.fencing_token)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FinishedAttempt:
+    """An attempt's result with its lease and times, waiting to be reported."""
+
+    lease: Lease
+    job_id: str
+    result: AttemptResult
+    started_at: datetime
+    completed_at: datetime
+
+
+class _CancelReason(enum.Enum):
+    REVOKED = "revoked"
+    SHUTDOWN = "shutdown"
+
+
+@dataclass(slots=True)
+class _RunningAttempt:
+    context: AttemptContext
+    started_at: datetime
+    task: asyncio.Task[None] | None = None
+    cancel_reason: _CancelReason | None = None
+
+
+class NoFreeSlotError(RuntimeError):
+    """An attempt was started while every execution slot was taken."""
+
+
+class AttemptRunner:
+    """Runs at most `max_concurrent` attempts at once."""
+
+    def __init__(
+        self,
+        *,
+        registry: ExecutorRegistry,
+        max_concurrent: int,
+        clock: Clock,
+        on_finished: Callable[[FinishedAttempt], None],
+    ) -> None:
+        self._registry = registry
+        self._max_concurrent = max_concurrent
+        self._clock = clock
+        self._on_finished = on_finished
+        self._running: dict[Lease, _RunningAttempt] = {}
+        self._slot_freed = asyncio.Event()
+
+    @property
+    def free_slots(self) -> int:
+        return self._max_concurrent - len(self._running)
+
+    def leases(self) -> list[Lease]:
+        return list(self._running)
+
+    async def wait_for_free_slots(self) -> int:
+        """Wait until at least one slot is free and return how many are."""
+        while self.free_slots <= 0:
+            self._slot_freed.clear()
+            await self._slot_freed.wait()
+        return self.free_slots
+
+    def start(self, context: AttemptContext) -> None:
+        """Start executing the attempt; raises NoFreeSlotError when every slot is taken."""
+        if self.free_slots <= 0:
+            raise NoFreeSlotError(
+                f"no free slot for run {context.run_id} attempt {context.attempt}; "
+                f"{self._max_concurrent} attempts are running"
+            )
+        lease = Lease.of(context)
+        if lease in self._running:
+            _log.warning(
+                "attempt already running; ignoring the repeated assignment",
+                run_id=context.run_id,
+                attempt=context.attempt,
+                fencing_token=context.fencing_token,
+            )
+            return
+        running = _RunningAttempt(context=context, started_at=self._clock.now())
+        self._running[lease] = running
+        running.task = asyncio.create_task(
+            self._execute(lease, running), name=f"attempt-{context.run_id}-{context.attempt}"
+        )
+        _log.info(
+            "attempt started",
+            run_id=context.run_id,
+            attempt=context.attempt,
+            job_id=context.job_id,
+            executor=context.executor,
+        )
+
+    def revoke(self, lease: Lease) -> bool:
+        """Cancel the attempt under `lease` and drop its result; return whether it was running."""
+        running = self._running.get(lease)
+        if running is None or running.task is None:
+            return False
+        running.cancel_reason = _CancelReason.REVOKED
+        running.task.cancel()
+        return True
+
+    async def drain(self, grace_s: float) -> None:
+        """Let running attempts finish within `grace_s`, then cancel the rest as FAILED."""
+        tasks = [r.task for r in self._running.values() if r.task is not None]
+        if tasks:
+            _log.info("waiting for running attempts", running=len(tasks), grace_s=grace_s)
+            await asyncio.wait(tasks, timeout=grace_s)
+
+        leftovers = list(self._running.values())
+        for running in leftovers:
+            running.cancel_reason = _CancelReason.SHUTDOWN
+            if running.task is not None:
+                running.task.cancel()
+        remaining = [r.task for r in leftovers if r.task is not None]
+        if remaining:
+            _log.warning("stopping attempts still running at shutdown", running=len(remaining))
+            await asyncio.wait(remaining)
+
+    async def _execute(self, lease: Lease, running: _RunningAttempt) -> None:
+        context = running.context
+        try:
+            result = await self._call_executor(context)
+        except asyncio.CancelledError:
+            if running.cancel_reason is None:
+                raise
+            # This cancellation was the runner's own request, so it ends here.
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()
+            result = None if running.cancel_reason is _CancelReason.REVOKED else _shutdown()
+        finally:
+            del self._running[lease]
+            self._slot_freed.set()
+
+        self._finish(lease, running, result)
+
+    async def _call_executor(self, context: AttemptContext) -> AttemptResult:
+        executor = self._registry.get(context.executor)
+        if executor is None:
+            return AttemptResult.failed(
+                f"executor {context.executor!r} is not available on this agent; "
+                f"it has: {', '.join(self._registry.names())}"
+            )
+        limit_s = None if context.timeout_s is None else context.timeout_s + _TIMEOUT_MARGIN_S
+        scope = asyncio.timeout(limit_s)
+        try:
+            async with scope:
+                return await executor.execute(context)
+        except Exception as error:
+            if isinstance(error, TimeoutError) and scope.expired():
+                return AttemptResult(
+                    outcome=AttemptOutcome.TIMED_OUT,
+                    error=f"executor {context.executor!r} did not stop at its "
+                    f"{context.timeout_s:g} s timeout and was cancelled",
+                )
+            # A broken executor fails its attempt, never the agent.
+            _log.exception("executor raised", run_id=context.run_id, attempt=context.attempt)
+            return AttemptResult.failed(f"executor {context.executor!r} raised {error!r}")
+
+    def _finish(self, lease: Lease, running: _RunningAttempt, result: AttemptResult | None) -> None:
+        context = running.context
+        log = _log.bind(run_id=context.run_id, attempt=context.attempt, job_id=context.job_id)
+        if result is None:
+            log.warning(
+                "lease revoked; attempt stopped and its result dropped",
+                fencing_token=context.fencing_token,
+            )
+            return
+        log.info(
+            "attempt finished",
+            outcome=result.outcome.value,
+            exit_code=result.exit_code,
+            error=result.error or None,
+        )
+        self._on_finished(
+            FinishedAttempt(
+                lease=lease,
+                job_id=context.job_id,
+                result=result,
+                started_at=running.started_at,
+                completed_at=self._clock.now(),
+            )
+        )
+
+
+def _shutdown() -> AttemptResult:
+    return AttemptResult.failed(SHUTDOWN_ERROR)

@@ -1,0 +1,192 @@
+"""Command-line flags and environment variables for `taskscheduler-agent`.
+
+Each flag has an environment variable; a flag given on the command line
+wins over its variable, and the variable wins over the default.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from taskscheduler.errors import InvalidArgumentError
+
+from .config import LOG_FORMATS, LOG_LEVELS, AgentConfig
+
+PROG = "taskscheduler-agent"
+
+_DESCRIPTION = """\
+Pulls runs from the coordinators' leader, executes them with its executors
+(shell, http) and reports the results. Stops polling on SIGTERM or SIGINT,
+lets running attempts finish within --shutdown-grace-s, then exits 0.
+"""
+
+
+def _split_list(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _parse_labels(text: str) -> dict[str, str]:
+    labels: dict[str, str] = {}
+    for item in _split_list(text):
+        key, separator, value = item.partition("=")
+        if not separator or not key.strip():
+            raise ValueError(f"{item!r} is not KEY=VALUE")
+        labels[key.strip()] = value.strip()
+    return labels
+
+
+def _parse_int(text: str) -> int:
+    try:
+        return int(text.strip())
+    except ValueError:
+        raise ValueError(f"{text!r} is not a whole number") from None
+
+
+def _parse_seconds(text: str) -> float:
+    try:
+        return float(text.strip())
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number of seconds") from None
+
+
+@dataclass(frozen=True, slots=True)
+class _Flag:
+    name: str
+    parse: Callable[[str], Any]
+    metavar: str
+    help: str
+
+    @property
+    def attribute(self) -> str:
+        return self.name.removeprefix("--").replace("-", "_")
+
+    @property
+    def env(self) -> str:
+        return "TASKSCHEDULER_" + self.attribute.upper()
+
+
+_FLAGS = (
+    _Flag(
+        "--coordinators",
+        _split_list,
+        "HOST:PORT[,HOST:PORT...]",
+        "coordinator replicas to connect to (required); the agent finds the leader among them",
+    ),
+    _Flag(
+        "--capabilities",
+        _split_list,
+        "NAME[,NAME...]",
+        "executors this agent runs (default: shell,http)",
+    ),
+    _Flag(
+        "--max-concurrent",
+        _parse_int,
+        "N",
+        "most attempts executed at once (default: 4)",
+    ),
+    _Flag(
+        "--worker-id",
+        str.strip,
+        "ID",
+        "stable id of this agent (default: <hostname>-<pid>)",
+    ),
+    _Flag(
+        "--labels",
+        _parse_labels,
+        "KEY=VALUE[,KEY=VALUE...]",
+        "labels sent with the registration (default: none)",
+    ),
+    _Flag(
+        "--poll-wait-s",
+        _parse_seconds,
+        "SECONDS",
+        "how long one poll for work waits on the coordinator, in seconds (default: 10)",
+    ),
+    _Flag(
+        "--shutdown-grace-s",
+        _parse_seconds,
+        "SECONDS",
+        "on SIGTERM/SIGINT, seconds running attempts get to finish before they are "
+        "killed (default: 30)",
+    ),
+    _Flag(
+        "--log-format",
+        str.strip,
+        "|".join(LOG_FORMATS),
+        "log lines as JSON objects or for a console (default: json)",
+    ),
+    _Flag(
+        "--log-level",
+        str.strip,
+        "|".join(LOG_LEVELS),
+        "lowest level logged (default: info)",
+    ),
+)
+
+
+class _UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # type: ignore[override]
+        # One line instead of argparse's usage block, so the cause stands out.
+        raise _UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=PROG,
+        description=_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    for flag in _FLAGS:
+        parser.add_argument(
+            flag.name,
+            metavar=flag.metavar,
+            default=None,
+            help=f"{flag.help}; env {flag.env}",
+        )
+    return parser
+
+
+def parse_config(argv: Sequence[str], environ: Mapping[str, str]) -> AgentConfig:
+    """Build the AgentConfig from flags, then environment variables, then defaults.
+
+    Raises InvalidArgumentError whose `field` is the flag and whose message is
+    one line naming the flag, the value and what is allowed.
+    """
+    try:
+        given = vars(build_parser().parse_args(list(argv)))
+    except _UsageError as error:
+        raise InvalidArgumentError("", f"{error}; see {PROG} --help") from None
+
+    values: dict[str, Any] = {}
+    from_env: dict[str, str] = {}
+    for flag in _FLAGS:
+        raw = given[flag.attribute]
+        if raw is None and flag.env in environ:
+            raw = environ[flag.env]
+            from_env[flag.name] = flag.env
+        if raw is None:
+            continue
+        try:
+            values[flag.attribute] = flag.parse(raw)
+        except ValueError as error:
+            source = f" (from {flag.env})" if flag.name in from_env else ""
+            raise InvalidArgumentError(flag.name, f"invalid {flag.name}{source}: {error}") from None
+
+    values.setdefault("coordinators", ())
+    # An empty id means "not given", so the default applies.
+    if not values.get("worker_id", "x"):
+        del values["worker_id"]
+    try:
+        return AgentConfig(**values)
+    except InvalidArgumentError as error:
+        if error.field in from_env:
+            message = f"{error.message} (from {from_env[error.field]})"
+            raise InvalidArgumentError(error.field, message) from None
+        raise

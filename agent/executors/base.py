@@ -1,0 +1,107 @@
+"""The executor contract: what an attempt gets, what it returns, and the registry by name.
+
+An executor is any object with `async def execute(self, attempt: AttemptContext)
+-> AttemptResult`. It enforces `attempt.timeout_s` itself and returns a
+TIMED_OUT result when it runs out. When the agent cancels the coroutine (lease
+revoked, agent shutting down), the executor stops what it started and lets
+CancelledError propagate. A bad payload is a FAILED result, never an exception.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from taskscheduler.errors import AlreadyExistsError, InvalidArgumentError
+
+_EXECUTOR_NAME = re.compile(r"^[a-z][a-z0-9_.-]{0,62}$")
+
+
+class AttemptOutcome(enum.StrEnum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMED_OUT = "timeout"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AttemptContext:
+    """One attempt of one run, as an executor sees it."""
+
+    run_id: str
+    job_id: str
+    job_name: str
+    attempt: int
+    fencing_token: int
+    executor: str
+    payload: Mapping[str, Any] = field(default_factory=dict)
+    # None means no limit.
+    timeout_s: float | None = None
+    scheduled_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AttemptResult:
+    """How an attempt ended; `output` holds at most the last 64 KiB (UTF-8)."""
+
+    outcome: AttemptOutcome
+    exit_code: int = 0
+    output: str = ""
+    error: str = ""
+
+    @classmethod
+    def failed(cls, error: str, *, exit_code: int = 0, output: str = "") -> AttemptResult:
+        return cls(outcome=AttemptOutcome.FAILED, exit_code=exit_code, output=output, error=error)
+
+    @classmethod
+    def invalid_payload(cls, error: InvalidArgumentError) -> AttemptResult:
+        return cls.failed(f"invalid {error.field}: {error.message}")
+
+
+class Executor(Protocol):
+    async def execute(self, attempt: AttemptContext) -> AttemptResult:
+        """Run the attempt to its end, its timeout, or cancellation."""
+        ...
+
+
+class ExecutorRegistry:
+    """Executors by the name a job's `executor` field uses, such as `shell` or `http`.
+
+    Python handlers join later the same way: wrap the handler in an object with
+    `execute` and register it under its name.
+    """
+
+    def __init__(self) -> None:
+        self._executors: dict[str, Executor] = {}
+
+    def register(self, name: str, executor: Executor) -> None:
+        """Add `executor` under `name`; a taken or malformed name raises."""
+        if not _EXECUTOR_NAME.match(name):
+            raise InvalidArgumentError(
+                "executor",
+                f"executor name {name!r} is invalid; use 1-63 lowercase letters, digits, "
+                "'_', '.' or '-', starting with a letter",
+            )
+        if name in self._executors:
+            raise AlreadyExistsError("executor", name, field="executor")
+        self._executors[name] = executor
+
+    def get(self, name: str) -> Executor | None:
+        return self._executors.get(name)
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(sorted(self._executors))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    async def aclose(self) -> None:
+        """Close every executor that holds resources (it has an `aclose` coroutine method)."""
+        for executor in self._executors.values():
+            close = getattr(executor, "aclose", None)
+            if close is not None:
+                await close()

@@ -1,0 +1,147 @@
+"""The coordinator's command line and configuration.
+
+Every flag also reads an environment variable, named in --help.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CoordinatorConfig:
+    listen: str
+    etcd_endpoints: tuple[str, ...]
+    advertise: str
+    prefix: str
+    coordinator_id: str
+    election_ttl_s: int
+    lease_ttl_s: float
+    heartbeat_interval_s: float
+    worker_offline_after_s: float
+    history_max_runs: int
+    history_max_age: timedelta
+    etcd_connect_timeout_s: float
+    log_format: str
+
+    def __post_init__(self) -> None:
+        for name, value in (("--listen", self.listen), ("--advertise", self.advertise)):
+            _check_host_port(name, value)
+        for endpoint in self.etcd_endpoints:
+            _check_host_port("--etcd", endpoint)
+        if not self.prefix.startswith("/") or self.prefix.endswith("/"):
+            raise ValueError(
+                "--prefix must start with '/' and not end with '/', e.g. /taskscheduler"
+            )
+        if self.election_ttl_s < 2:
+            raise ValueError("--election-ttl-s must be at least 2 seconds")
+        if self.heartbeat_interval_s <= 0 or self.lease_ttl_s < 2 * self.heartbeat_interval_s:
+            raise ValueError(
+                "--lease-ttl-s must be at least twice --heartbeat-interval-s, so one lost "
+                "heartbeat does not expire a lease"
+            )
+        if self.history_max_runs < 1:
+            raise ValueError("--history-max-runs must be at least 1")
+
+
+def _check_host_port(flag: str, value: str) -> None:
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{flag} {value!r} is not HOST:PORT, e.g. 127.0.0.1:50051")
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(f"TASKSCHEDULER_{name}", default)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="taskscheduler-coordinator",
+        description="Run one coordinator replica: job API, and scheduling while it leads.",
+    )
+    options = [
+        ("--listen", "LISTEN", "127.0.0.1:50051", "gRPC address to serve on (HOST:PORT)"),
+        ("--etcd", "ETCD", "127.0.0.1:2379", "etcd endpoints, HOST:PORT[,HOST:PORT...]"),
+        (
+            "--advertise",
+            "ADVERTISE",
+            "",
+            "address agents use to reach this replica; default --listen",
+        ),
+        ("--prefix", "PREFIX", "/taskscheduler", "etcd key prefix shared by all replicas"),
+        ("--coordinator-id", "COORDINATOR_ID", "", "replica id; default HOSTNAME-PORT"),
+        ("--election-ttl-s", "ELECTION_TTL_S", "5", "leader lease TTL in seconds"),
+        ("--lease-ttl-s", "LEASE_TTL_S", "10", "attempt lease TTL in seconds"),
+        (
+            "--heartbeat-interval-s",
+            "HEARTBEAT_INTERVAL_S",
+            "2",
+            "agent heartbeat interval, seconds",
+        ),
+        (
+            "--worker-offline-after-s",
+            "WORKER_OFFLINE_AFTER_S",
+            "10",
+            "silence before a worker is offline, seconds",
+        ),
+        ("--history-max-runs", "HISTORY_MAX_RUNS", "1000", "runs kept per job"),
+        (
+            "--history-max-age-s",
+            "HISTORY_MAX_AGE_S",
+            "604800",
+            "age after which runs are deleted, seconds",
+        ),
+        (
+            "--etcd-connect-timeout-s",
+            "ETCD_CONNECT_TIMEOUT_S",
+            "10",
+            "how long to wait for etcd at start, seconds",
+        ),
+        ("--log-format", "LOG_FORMAT", "json", "json or console"),
+    ]
+    for flag, env_name, default, help_text in options:
+        parser.add_argument(
+            flag,
+            default=_env(env_name, default),
+            help=f"{help_text} (env TASKSCHEDULER_{env_name}; default {default or 'see text'})",
+        )
+    return parser
+
+
+def parse_config(argv: Sequence[str] | None = None) -> CoordinatorConfig:
+    """Parse flags into a validated config; raise ValueError naming the bad flag."""
+    args = build_parser().parse_args(argv)
+    port = args.listen.rpartition(":")[2]
+    return CoordinatorConfig(
+        listen=args.listen,
+        etcd_endpoints=tuple(e.strip() for e in args.etcd.split(",") if e.strip()),
+        advertise=args.advertise or args.listen,
+        prefix=args.prefix,
+        coordinator_id=args.coordinator_id or f"{socket.gethostname()}-{port}",
+        election_ttl_s=_number(int, "--election-ttl-s", args.election_ttl_s),
+        lease_ttl_s=_number(float, "--lease-ttl-s", args.lease_ttl_s),
+        heartbeat_interval_s=_number(float, "--heartbeat-interval-s", args.heartbeat_interval_s),
+        worker_offline_after_s=_number(
+            float, "--worker-offline-after-s", args.worker_offline_after_s
+        ),
+        history_max_runs=_number(int, "--history-max-runs", args.history_max_runs),
+        history_max_age=timedelta(
+            seconds=_number(float, "--history-max-age-s", args.history_max_age_s)
+        ),
+        etcd_connect_timeout_s=_number(
+            float, "--etcd-connect-timeout-s", args.etcd_connect_timeout_s
+        ),
+        log_format=args.log_format,
+    )
+
+
+def _number(kind: type, flag: str, value: str):  # type: ignore[no-untyped-def]
+    try:
+        return kind(value)
+    except ValueError:
+        raise ValueError(f"{flag} {value!r} is not a number") from None

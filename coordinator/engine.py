@@ -1,0 +1,202 @@
+"""Leadership lifecycle: build the leader's state on election, tear it down on loss.
+
+On election the leader rebuilds its memory from etcd (jobs from the warm
+cache, queued runs from the queue keys, held leases from the lease keys,
+each lease getting a full TTL from now) and starts its loops under
+supervision. On loss every loop is cancelled before anything else runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from taskscheduler.clock import Clock
+from taskscheduler.coordinator import codec, etcd
+from taskscheduler.coordinator.dispatch import Dispatcher
+from taskscheduler.coordinator.election import Election
+from taskscheduler.coordinator.firing import Firer
+from taskscheduler.coordinator.history import HistoryPruner
+from taskscheduler.coordinator.jobcache import JobCache
+from taskscheduler.coordinator.keys import KeyLayout
+from taskscheduler.coordinator.leasetable import LeaseTable
+from taskscheduler.coordinator.model import Job, Run
+from taskscheduler.coordinator.runstore import RunStore
+from taskscheduler.coordinator.state import LeaderState
+from taskscheduler.coordinator.stats import Stats
+from taskscheduler.coordinator.workers import WorkerRegistry
+from taskscheduler.errors import (
+    LostLeadershipError,
+    NotLeaderError,
+    RecordDecodeError,
+    StoreUnavailableError,
+)
+from taskscheduler.logs import get_logger
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EngineSettings:
+    lease_ttl_s: float
+    worker_offline_after_s: float
+    history_max_runs: int
+    history_max_age: timedelta
+
+
+@dataclass
+class LeaderRuntime:
+    state: LeaderState
+    firer: Firer
+    dispatcher: Dispatcher
+    workers: WorkerRegistry
+    runs: RunStore
+    tasks: list[asyncio.Task[None]]
+
+
+class Engine:
+    def __init__(
+        self,
+        *,
+        store: etcd.Etcd,
+        keys: KeyLayout,
+        cache: JobCache,
+        election: Election,
+        clock: Clock,
+        settings: EngineSettings,
+    ) -> None:
+        self._store = store
+        self._keys = keys
+        self._cache = cache
+        self._election = election
+        self._clock = clock
+        self._settings = settings
+        self.stats = Stats(started_at=clock.now())
+        self.runtime: LeaderRuntime | None = None
+        cache.subscribe(self._on_job_changed)
+
+    def leader(self) -> LeaderRuntime:
+        """Return the leader's runtime, or raise NotLeaderError naming the leader."""
+        if self.runtime is None or not self._election.is_leader:
+            raise NotLeaderError(self._election.leader_address)
+        return self.runtime
+
+    async def on_elected(self, fence: int) -> None:
+        await self._cache.synced.wait()
+        state = LeaderState(leases=LeaseTable(self._settings.lease_ttl_s))
+        runs = RunStore(self._store, self._keys, self._election.fence_compare)
+        workers = WorkerRegistry(
+            self._store,
+            self._keys,
+            self._election.fence_compare,
+            self._clock,
+            offline_after_s=self._settings.worker_offline_after_s,
+        )
+        shared = dict(state=state, cache=self._cache, runs=runs, store=self._store)
+        firer = Firer(**shared, keys=self._keys, clock=self._clock, stats=self.stats)
+        dispatcher = Dispatcher(
+            **shared, workers=workers, keys=self._keys, clock=self._clock, stats=self.stats
+        )
+        await workers.load()
+        await self._rebuild(state)
+        pruner = HistoryPruner(
+            store=self._store,
+            keys=self._keys,
+            cache=self._cache,
+            state=state,
+            clock=self._clock,
+            max_runs=self._settings.history_max_runs,
+            max_age=self._settings.history_max_age,
+        )
+        loops: dict[str, Callable[[], Awaitable[None]]] = {
+            "firing": firer.run,
+            "lease-expiry": dispatcher.expire_leases,
+            "worker-liveness": lambda: self._watch_liveness(workers),
+            "history-pruning": pruner.run,
+        }
+        tasks = [asyncio.create_task(self._supervise(name, loop)) for name, loop in loops.items()]
+        self.runtime = LeaderRuntime(state, firer, dispatcher, workers, runs, tasks)
+        log.info(
+            "leader state ready",
+            fence=fence,
+            jobs=len(self._cache),
+            active_runs=len(state.active),
+            leases=len(state.leases),
+        )
+
+    async def on_lost(self) -> None:
+        runtime, self.runtime = self.runtime, None
+        if runtime is None:
+            return
+        for task in runtime.tasks:
+            task.cancel()
+        await asyncio.gather(*runtime.tasks, return_exceptions=True)
+        log.warning("leader loops stopped")
+
+    async def _rebuild(self, state: LeaderState) -> None:
+        for job in self._cache.all():
+            state.reindex(job)
+        async for page in self._store.pages(self._keys.queue):
+            for kv in page.kvs:
+                run = await self._read_run(kv.key[len(self._keys.queue) :])
+                if run is not None:
+                    state.queue(run)
+        now = self._clock.monotonic()
+        async for page in self._store.pages(self._keys.leases):
+            for kv in page.kvs:
+                run = await self._read_run(kv.key[len(self._keys.leases) :])
+                if run is None:
+                    continue
+                state.track(run)
+                worker_id = kv.value.decode()
+                state.leases.grant(run.id, worker_id, run.attempt, kv.create_revision, now)
+
+    async def _read_run(self, run_id: str) -> Run | None:
+        kv = await self._store.get(self._keys.run(run_id))
+        if kv is None:
+            log.warning("queue or lease key without a run record", run_id=run_id)
+            return None
+        try:
+            return codec.decode_run(kv.key, kv.value, kv.mod_revision)
+        except RecordDecodeError as error:
+            log.error("skipping undecodable run record", key=kv.key, reason=error.reason)
+            return None
+
+    def _on_job_changed(self, job_id: str, job: Job | None) -> None:
+        runtime = self.runtime
+        if runtime is None:
+            return
+        if job is not None:
+            runtime.state.reindex(job)
+            return
+        runtime.state.index.remove(job_id)
+        orphans = [run.id for run in runtime.state.active.values() if run.job_id == job_id]
+        for run_id in orphans:
+            runtime.state.untrack(run_id)
+            runtime.state.leases.release(run_id)
+        if orphans:
+            log.info("job deleted; dropping its queued and running runs", job_id=job_id)
+            task = asyncio.create_task(runtime.runs.drop_job_leftovers(orphans))
+            runtime.tasks.append(task)
+
+    async def _watch_liveness(self, workers: WorkerRegistry) -> None:
+        while True:
+            await workers.mark_silent_offline()
+            await self._clock.sleep(1.0)
+
+    async def _supervise(self, name: str, loop: Callable[[], Awaitable[None]]) -> None:
+        """Run a leader loop; restart it after an error, stop it when leadership is lost."""
+        while True:
+            try:
+                await loop()
+                return
+            except LostLeadershipError as error:
+                log.warning("leader loop stopped: leadership lost", loop=name, error=str(error))
+                return
+            except StoreUnavailableError as error:
+                log.warning("leader loop lost etcd; retrying", loop=name, error=str(error))
+            except Exception:
+                log.exception("leader loop crashed; restarting", loop=name)
+            await self._clock.sleep(1.0)

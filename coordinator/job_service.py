@@ -1,0 +1,124 @@
+"""JobService: protobuf in and out, JobRepository and the leader's Firer behind."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+
+from taskscheduler.coordinator import codec
+from taskscheduler.coordinator.engine import Engine
+from taskscheduler.coordinator.jobs import JobRepository
+from taskscheduler.coordinator.rpc import translate_errors
+from taskscheduler.coordinator.validation import validate_id, validate_page
+from taskscheduler.v1 import jobs_pb2, jobs_pb2_grpc, types_pb2
+
+
+class JobServicer(jobs_pb2_grpc.JobServiceServicer):
+    def __init__(self, jobs: JobRepository, engine: Engine) -> None:
+        self._jobs = jobs
+        self._engine = engine
+
+    @translate_errors
+    async def CreateJob(
+        self, request: jobs_pb2.CreateJobRequest, context: grpc.aio.ServicerContext
+    ) -> jobs_pb2.CreateJobResponse:
+        job = await self._jobs.create(codec.job_spec_from_proto(request.job))
+        return jobs_pb2.CreateJobResponse(job=codec.job_to_proto(job))
+
+    @translate_errors
+    async def ListJobs(
+        self, request: jobs_pb2.ListJobsRequest, context: grpc.aio.ServicerContext
+    ) -> jobs_pb2.ListJobsResponse:
+        page = validate_page(request.limit, request.offset)
+        status = codec.JOB_STATUSES.from_proto(request.status, field="status")
+        priority = codec.PRIORITIES.from_proto(request.priority, field="priority")
+        jobs, total = self._jobs.list(status=status, priority=priority, page=page)
+        return jobs_pb2.ListJobsResponse(
+            jobs=[codec.job_to_proto(job) for job in jobs],
+            pagination=types_pb2.Pagination(limit=page.limit, offset=page.offset, total=total),
+        )
+
+    @translate_errors
+    async def GetJob(
+        self, request: jobs_pb2.GetJobRequest, context: grpc.aio.ServicerContext
+    ) -> jobs_pb2.GetJobResponse:
+        job = await self._jobs.get(validate_id(request.job_id, "jobId"))
+        return jobs_pb2.GetJobResponse(job=codec.job_to_proto(job))
+
+    @translate_errors
+    async def UpdateJob(
+        self, request: jobs_pb2.UpdateJobRequest, context: grpc.aio.ServicerContext
+    ) -> jobs_pb2.UpdateJobResponse:
+        job_id = validate_id(request.job_id, "jobId")
+        draft = codec.job_spec_from_proto(request.job)
+        job = await self._jobs.update(job_id, draft, list(request.update_mask.paths))
+        return jobs_pb2.UpdateJobResponse(job=codec.job_to_proto(job))
+
+    @translate_errors
+    async def DeleteJob(
+        self, request: jobs_pb2.DeleteJobRequest, context: grpc.aio.ServicerContext
+    ) -> jobs_pb2.DeleteJobResponse:
+        job_id = validate_id(request.job_id, "jobId")
+        await self._jobs.delete(job_id)
+        return jobs_pb2.DeleteJobResponse(job_id=job_id)
+
+    @translate_errors
+    async def ExecuteJob(
+        self, request: jobs_pb2.ExecuteJobRequest, context: grpc.aio.ServicerContext
+    ) -> jobs_pb2.ExecuteJobResponse:
+        job_id = validate_id(request.job_id, "jobId")
+        run = await self._engine.leader().firer.execute_now(job_id)
+        return jobs_pb2.ExecuteJobResponse(run=codec.run_to_proto(run))
+
+    @translate_errors
+    async def PauseJob(
+        self, request: jobs_pb2.PauseJobRequest, context: grpc.aio.ServicerContext
+    ) -> jobs_pb2.PauseJobResponse:
+        job = await self._jobs.pause(validate_id(request.job_id, "jobId"))
+        return jobs_pb2.PauseJobResponse(job=codec.job_to_proto(job))
+
+    @translate_errors
+    async def ResumeJob(
+        self, request: jobs_pb2.ResumeJobRequest, context: grpc.aio.ServicerContext
+    ) -> jobs_pb2.ResumeJobResponse:
+        job = await self._jobs.resume(validate_id(request.job_id, "jobId"))
+        return jobs_pb2.ResumeJobResponse(job=codec.job_to_proto(job))
+
+    @translate_errors
+    async def GetJobStatus(
+        self, request: jobs_pb2.GetJobStatusRequest, context: grpc.aio.ServicerContext
+    ) -> jobs_pb2.GetJobStatusResponse:
+        job_id = validate_id(request.job_id, "jobId")
+        job = await self._jobs.get(job_id)
+        (latest, _), counts = await asyncio.gather(
+            self._jobs.history(job_id, validate_page(1, 0)), self._jobs.run_counts(job_id)
+        )
+        response = jobs_pb2.GetJobStatusResponse(
+            job_id=job.id,
+            status=codec.JOB_STATUSES.to_proto(job.status),
+            run_counts=dict(counts),
+        )
+        _set_time(response.next_run, job.next_fire_at)
+        _set_time(response.last_run, job.last_fire_at)
+        if latest:
+            response.latest_run.CopyFrom(codec.run_to_proto(latest[0]))
+        return response
+
+    @translate_errors
+    async def ListJobHistory(
+        self, request: jobs_pb2.ListJobHistoryRequest, context: grpc.aio.ServicerContext
+    ) -> jobs_pb2.ListJobHistoryResponse:
+        job_id = validate_id(request.job_id, "jobId")
+        page = validate_page(request.limit, request.offset)
+        runs, total = await self._jobs.history(job_id, page)
+        return jobs_pb2.ListJobHistoryResponse(
+            runs=[codec.run_to_proto(run) for run in runs],
+            pagination=types_pb2.Pagination(limit=page.limit, offset=page.offset, total=total),
+        )
+
+
+def _set_time(target, value) -> None:  # type: ignore[no-untyped-def]
+    timestamp = codec.datetime_to_timestamp(value)
+    if timestamp is not None:
+        target.CopyFrom(timestamp)

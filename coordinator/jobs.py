@@ -1,0 +1,191 @@
+"""Job definitions in etcd: create, read, list, update, pause, resume, delete.
+
+Any replica serves these. Each write is a compare-and-swap on the job
+record's mod revision, retried after a fresh read when the leader moved
+the job's progress in between; the leader learns of every change through
+its watch. Reads of one job go to etcd (linearizable); listings come from
+the replica's watched cache.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+from taskscheduler.clock import Clock
+from taskscheduler.coordinator import codec, etcd, ids
+from taskscheduler.coordinator.codec import JobDraft
+from taskscheduler.coordinator.jobcache import JobCache
+from taskscheduler.coordinator.keys import KeyLayout
+from taskscheduler.coordinator.model import Job, JobSpec, JobStatus, JobType, Page, Priority, Run
+from taskscheduler.coordinator.validation import apply_update, validate_job_spec
+from taskscheduler.errors import FailedPreconditionError, NotFoundError
+from taskscheduler.logs import get_logger
+from taskscheduler.schedule import parse_schedule
+
+log = get_logger(__name__)
+
+_WRITE_ATTEMPTS = 5
+_SCHEDULE_FIELDS = ("schedule", "timezone", "type")
+
+
+class JobRepository:
+    def __init__(self, store: etcd.Etcd, keys: KeyLayout, cache: JobCache, clock: Clock) -> None:
+        self._store = store
+        self._keys = keys
+        self._cache = cache
+        self._clock = clock
+
+    async def create(self, draft: JobDraft) -> Job:
+        spec = validate_job_spec(draft)
+        now = self._clock.now()
+        job = Job(
+            id=ids.new_job_id(),
+            spec=spec,
+            status=JobStatus.SCHEDULED,
+            next_fire_at=first_fire_at(spec, now),
+            created_at=now,
+            updated_at=now,
+        )
+        key = self._keys.job(job.id)
+        result = await self._store.txn([etcd.absent(key)], [etcd.put(key, codec.encode_job(job))])
+        if not result.succeeded:
+            raise FailedPreconditionError(f"job id {job.id!r} collided; retry the request")
+        job = dataclasses.replace(job, revision=result.revision)
+        self._cache.apply(job)
+        log.info("job created", job_id=job.id, name=spec.name, schedule=spec.schedule)
+        return job
+
+    async def get(self, job_id: str) -> Job:
+        kv = await self._store.get(self._keys.job(job_id))
+        if kv is None:
+            raise NotFoundError("job", job_id, field="jobId")
+        return codec.decode_job(kv.key, kv.value, kv.mod_revision)
+
+    def list(
+        self, *, status: JobStatus | None, priority: Priority | None, page: Page
+    ) -> tuple[list[Job], int]:
+        jobs = [
+            job
+            for job in self._cache.all()
+            if (status is None or job.status is status)
+            and (priority is None or job.spec.priority is priority)
+        ]
+        jobs.sort(key=lambda job: (job.created_at, job.id))
+        return jobs[page.offset : page.offset + page.limit], len(jobs)
+
+    async def update(self, job_id: str, draft: JobDraft, paths: Sequence[str]) -> Job:
+        def change(job: Job) -> Job:
+            spec = validate_job_spec(apply_update(job.spec, draft, paths))
+            return self._rescheduled(job, spec)
+
+        job = await self._rewrite(job_id, change)
+        log.info("job updated", job_id=job_id, fields=list(paths) or "all")
+        return job
+
+    async def pause(self, job_id: str) -> Job:
+        def change(job: Job) -> Job:
+            return dataclasses.replace(job, status=JobStatus.PAUSED)
+
+        job = await self._rewrite(job_id, change)
+        log.info("job paused", job_id=job_id)
+        return job
+
+    async def resume(self, job_id: str) -> Job:
+        def change(job: Job) -> Job:
+            if not job.paused:
+                return job
+            now = self._clock.now()
+            resumed = dataclasses.replace(job, status=JobStatus.SCHEDULED)
+            if job.spec.type is JobType.RECURRING or job.last_fire_at is None:
+                resumed = dataclasses.replace(resumed, next_fire_at=first_fire_at(job.spec, now))
+            return resumed
+
+        job = await self._rewrite(job_id, change)
+        log.info("job resumed", job_id=job_id, next_fire_at=_iso(job.next_fire_at))
+        return job
+
+    async def delete(self, job_id: str) -> None:
+        """Delete the job with its history, queue entries and leases, in one transaction."""
+        key = self._keys.job(job_id)
+        ops = [
+            etcd.delete(key),
+            etcd.delete_prefix(self._keys.runs_of(job_id)),
+            etcd.delete_prefix(self._keys.queued_of(job_id)),
+            etcd.delete_prefix(self._keys.leases_of(job_id)),
+        ]
+        result = await self._store.txn([etcd.exists(key)], ops)
+        if not result.succeeded:
+            raise NotFoundError("job", job_id, field="jobId")
+        self._cache.forget(job_id)
+        log.info("job deleted", job_id=job_id)
+
+    async def history(self, job_id: str, page: Page) -> tuple[list[Run], int]:
+        """Return one page of the job's runs, newest first, and the number kept."""
+        await self.get(job_id)
+        prefix = self._keys.runs_of(job_id)
+        total = (await self._store.range_prefix(prefix, count_only=True)).count
+        result = await self._store.range_prefix(
+            prefix, limit=page.offset + page.limit, descending=True
+        )
+        runs = [
+            codec.decode_run(kv.key, kv.value, kv.mod_revision)
+            for kv in result.kvs[page.offset : page.offset + page.limit]
+        ]
+        return runs, total
+
+    async def run_counts(self, job_id: str) -> Counter[str]:
+        counts: Counter[str] = Counter()
+        async for page in self._store.pages(self._keys.runs_of(job_id)):
+            for kv in page.kvs:
+                counts[codec.decode_run(kv.key, kv.value, kv.mod_revision).status.value] += 1
+        return counts
+
+    async def _rewrite(self, job_id: str, change: Callable[[Job], Job]) -> Job:
+        for _ in range(_WRITE_ATTEMPTS):
+            job = await self.get(job_id)
+            changed = change(job)
+            if changed == job:
+                return job
+            changed = dataclasses.replace(changed, updated_at=self._clock.now())
+            key = self._keys.job(job_id)
+            result = await self._store.txn(
+                [etcd.modified_at_revision(key, job.revision)],
+                [etcd.put(key, codec.encode_job(changed))],
+            )
+            if result.succeeded:
+                changed = dataclasses.replace(changed, revision=result.revision)
+                self._cache.apply(changed)
+                return changed
+        raise FailedPreconditionError(
+            f"job {job_id!r} kept changing during the update; retry the request"
+        )
+
+    def _rescheduled(self, job: Job, spec: JobSpec) -> Job:
+        changed = dataclasses.replace(job, spec=spec)
+        if all(getattr(spec, name) == getattr(job.spec, name) for name in _SCHEDULE_FIELDS):
+            return changed
+        next_fire_at = first_fire_at(spec, self._clock.now())
+        status = job.status
+        if status in (JobStatus.COMPLETED, JobStatus.FAILED):
+            status = JobStatus.SCHEDULED
+        return dataclasses.replace(changed, next_fire_at=next_fire_at, status=status)
+
+
+def first_fire_at(spec: JobSpec, now: datetime) -> datetime | None:
+    """Return a new or rescheduled job's first fire time.
+
+    A recurring job fires at its first slot after `now`. A one-time job
+    fires at its instant, at once if that instant has passed.
+    """
+    one_time = spec.type is JobType.ONE_TIME
+    schedule = parse_schedule(spec.schedule, one_time=one_time, timezone=spec.timezone)
+    if one_time:
+        return schedule.next_fire_after(datetime.min.replace(tzinfo=UTC))
+    return schedule.next_fire_after(now)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
