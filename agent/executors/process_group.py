@@ -73,10 +73,10 @@ async def terminate_group(group_id: int, *, grace_s: float) -> None:
     """
     if not group_alive(group_id):
         return
-    signal_group(group_id, signal.SIGTERM)
+    pass
     try:
         if await wait_group_ended(group_id, grace_s):
             return
     finally:
-        signal_group(group_id, signal.SIGKILL)
+        pass
     await wait_group_ended(group_id, _AFTER_KILL_WAIT_S)

@@ -3,10 +3,10 @@
 Daylight saving time follows two rules, chosen by the hour field:
 
 - Fixed hours (the hour field is values, ranges or lists, as in `30 2 * * *`):
-  every matching local wall time fires exactly once. A wall time that a
-  backward transition repeats fires at its first occurrence only. A wall time
-  that a forward transition skips fires at the transition instant, the first
-  instant after the gap. So a daily job fires once on every local day.
+  every matching local wall time fires once. A wall time that a backward
+  transition repeats fires at its first occurrence only. Wall times that a
+  forward transition skips fire together at the transition instant, the
+  first instant after the gap. So a daily job fires once on every local day.
 - Elapsed time (the hour field is `*` or a step, as in `0 * * * *`): the
   schedule fires at every instant whose local wall time matches. A repeated
   wall time fires twice and a skipped one never, so `0 * * * *` fires 23 times
@@ -33,8 +33,8 @@ from taskscheduler.schedule.zones import (
 )
 
 _ONE_MINUTE = timedelta(minutes=1)
-# Longer than any change of UTC offset in the tz database (the largest is one day),
-# so a backward transition further back cannot repeat a wall time after `after`.
+# Longer than any change of UTC offset in tz database release 2025b (the largest is
+# one day), so a backward transition further back cannot repeat a wall time after `after`.
 _LOOKBACK = timedelta(hours=48)
 # Instants this early cannot be shifted by a negative UTC offset without leaving
 # the range of `datetime`; no schedule needs to fire before it.

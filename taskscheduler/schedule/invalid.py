@@ -10,7 +10,7 @@ _QUOTED_LENGTH_MAX = 100
 def invalid_schedule(expression: str, problem: str) -> InvalidArgumentError:
     """Return an InvalidArgumentError for field "schedule" that quotes the expression.
 
-    `problem` says what is wrong and how to fix it, as in
+    `problem` states what is wrong and how to fix it, as in
     "minute 61 is out of range 0-59".
     """
     quoted = expression

@@ -2,8 +2,8 @@
 
 An instant with an offset (`2026-12-24T18:00:00Z`, `...+01:00`) is taken as
 written. One without an offset is read on the wall clock of the job's time
-zone, by the same rule as fixed-hour cron schedules: a wall time repeated by
-a backward transition means its first occurrence, and one skipped by a
+zone, by the rule of fixed-hour cron schedules. A wall time repeated by a
+backward transition means its first occurrence. A wall time skipped by a
 forward transition means the first instant after the gap.
 """
 

@@ -2,7 +2,7 @@
 
 `zoneinfo` converts single instants but does not list a zone's transitions,
 so this module finds them by probing the UTC offset once a day and
-bisecting to the second where it changes. In the tz database (2026.6)
+bisecting to the second where it changes. In tz database release 2025b,
 consecutive transitions of one zone are at least about four days apart
 (the closest pair is Africa/Freetown in 1939), so a daily probe misses none.
 Tables are cached per zone and UTC year.

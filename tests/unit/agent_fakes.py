@@ -26,6 +26,8 @@ class FakeWorkerService(workers_pb2_grpc.WorkerServiceServicer):
         self.registrations: list[workers_pb2.RegisterWorkerRequest] = []
         self.heartbeats: list[workers_pb2.HeartbeatRequest] = []
         self.polls: list[workers_pb2.PollWorkRequest] = []
+        # Run ids handed out by each PollWork response, in order.
+        self.poll_results: list[list[str]] = []
         # Every CompleteAttempt call, and the ones this fake accepted.
         self.completion_calls: list[workers_pb2.CompleteAttemptRequest] = []
         self.completions: list[workers_pb2.CompleteAttemptRequest] = []
@@ -44,6 +46,16 @@ class FakeWorkerService(workers_pb2_grpc.WorkerServiceServicer):
     def add_assignment(self, assignment: workers_pb2.Assignment) -> None:
         self._assignments.append(assignment)
         self._work_added.set()
+
+    @property
+    def queued(self) -> int:
+        return len(self._assignments)
+
+    def leases_in_heartbeat(self, index: int) -> set[tuple[str, int, int]]:
+        return {
+            (lease.run_id, lease.attempt, lease.fencing_token)
+            for lease in self.heartbeats[index].leases
+        }
 
     def accepted_for(self, run_id: str) -> list[workers_pb2.CompleteAttemptRequest]:
         return [c for c in self.completions if c.lease.run_id == run_id]
@@ -91,6 +103,7 @@ class FakeWorkerService(workers_pb2_grpc.WorkerServiceServicer):
         handed = []
         while self._assignments and len(handed) < request.max_assignments:
             handed.append(self._assignments.popleft())
+        self.poll_results.append([assignment.run_id for assignment in handed])
         return workers_pb2.PollWorkResponse(assignments=handed)
 
     async def CompleteAttempt(self, request: Any, context: Any) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -28,30 +29,66 @@ def _next_fires(expression: str, timezone: str, after: datetime, count: int) -> 
 # Each row: expression, time zone, `after`, the expected next fire times (UTC).
 HAND_COMPUTED = [
     # Spring forward in New York (2026-03-08, 02:00 EST -> 03:00 EDT): 02:30 fires after the gap.
-    ("30 2 * * *", "America/New_York", "2026-03-07T12:00Z", ["2026-03-08T07:00Z", "2026-03-09T06:30Z"]),
+    (
+        "30 2 * * *",
+        "America/New_York",
+        "2026-03-07T12:00Z",
+        ["2026-03-08T07:00Z", "2026-03-09T06:30Z"],
+    ),
     # Fall back in New York (2026-11-01, 02:00 EDT -> 01:00 EST): 01:30 fires once, in EDT.
-    ("30 1 * * *", "America/New_York", "2026-10-31T12:00Z", ["2026-11-01T05:30Z", "2026-11-02T06:30Z"]),
-    ("0 0 31 * *", "UTC", "2026-01-31T00:00Z", ["2026-03-31T00:00Z", "2026-05-31T00:00Z", "2026-07-31T00:00Z"]),
+    (
+        "30 1 * * *",
+        "America/New_York",
+        "2026-10-31T12:00Z",
+        ["2026-11-01T05:30Z", "2026-11-02T06:30Z"],
+    ),
+    (
+        "0 0 31 * *",
+        "UTC",
+        "2026-01-31T00:00Z",
+        ["2026-03-31T00:00Z", "2026-05-31T00:00Z", "2026-07-31T00:00Z"],
+    ),
     # Toronto springs forward at 07:00Z; the step hour skips the missing 02:00.
     (
         "0 */2 * * *",
         "America/Toronto",
         "2023-03-12T03:00Z",
-        ["2023-03-12T05:00Z", "2023-03-12T08:00Z", "2023-03-12T10:00Z", "2023-03-12T12:00Z", "2023-03-12T14:00Z"],
+        [
+            "2023-03-12T05:00Z",
+            "2023-03-12T08:00Z",
+            "2023-03-12T10:00Z",
+            "2023-03-12T12:00Z",
+            "2023-03-12T14:00Z",
+        ],
     ),
     ("0 0 29 2 *", "UTC", "2026-01-01T00:00Z", ["2028-02-29T00:00Z", "2032-02-29T00:00Z"]),
     ("0 0 29 2 *", "Europe/Berlin", "2027-01-01T00:00Z", ["2028-02-28T23:00Z"]),
-    ("*/15 * * * *", "UTC", "2026-05-05T10:07:30Z", ["2026-05-05T10:15Z", "2026-05-05T10:30Z", "2026-05-05T10:45Z", "2026-05-05T11:00Z"]),
+    (
+        "*/15 * * * *",
+        "UTC",
+        "2026-05-05T10:07:30Z",
+        ["2026-05-05T10:15Z", "2026-05-05T10:30Z", "2026-05-05T10:45Z", "2026-05-05T11:00Z"],
+    ),
     # 2026-01-02 is a Friday.
     ("0 9 * * mon-fri", "UTC", "2026-01-02T09:00Z", ["2026-01-05T09:00Z", "2026-01-06T09:00Z"]),
-    ("0 9 * * 1-5", "Europe/Berlin", "2026-01-02T08:00Z", ["2026-01-05T08:00Z", "2026-01-06T08:00Z"]),
+    (
+        "0 9 * * 1-5",
+        "Europe/Berlin",
+        "2026-01-02T08:00Z",
+        ["2026-01-05T08:00Z", "2026-01-06T08:00Z"],
+    ),
     ("0 0 1 JAN *", "UTC", "2026-06-01T00:00Z", ["2027-01-01T00:00Z", "2028-01-01T00:00Z"]),
     ("@yearly", "Europe/Berlin", "2026-06-01T00:00Z", ["2026-12-31T23:00Z", "2027-12-31T23:00Z"]),
     ("@annually", "UTC", "2026-01-01T00:00Z", ["2027-01-01T00:00Z"]),
     ("@monthly", "Asia/Tokyo", "2026-01-15T00:00Z", ["2026-01-31T15:00Z", "2026-02-28T15:00Z"]),
     # 2026-01-01 is a Thursday, so the first Sunday is 01-04.
     ("@weekly", "UTC", "2026-01-01T00:00Z", ["2026-01-04T00:00Z", "2026-01-11T00:00Z"]),
-    ("@daily", "America/Los_Angeles", "2026-01-01T00:00Z", ["2026-01-01T08:00Z", "2026-01-02T08:00Z"]),
+    (
+        "@daily",
+        "America/Los_Angeles",
+        "2026-01-01T00:00Z",
+        ["2026-01-01T08:00Z", "2026-01-02T08:00Z"],
+    ),
     ("@midnight", "UTC", "2026-02-28T12:00Z", ["2026-03-01T00:00Z", "2026-03-02T00:00Z"]),
     ("@hourly", "UTC", "2026-01-01T00:30Z", ["2026-01-01T01:00Z", "2026-01-01T02:00Z"]),
     ("0 12 * * 7", "UTC", "2026-01-01T00:00Z", ["2026-01-04T12:00Z", "2026-01-11T12:00Z"]),
@@ -63,18 +100,65 @@ HAND_COMPUTED = [
         "2026-01-01T00:00Z",
         ["2026-01-02T00:00Z", "2026-01-09T00:00Z", "2026-01-13T00:00Z", "2026-01-16T00:00Z"],
     ),
-    # Day-of-month starts with '*', so a day must match both: Mondays that are the 1st, 11th, 21st or 31st.
-    ("0 0 */10 * mon", "UTC", "2026-01-01T00:00Z", ["2026-05-11T00:00Z", "2026-06-01T00:00Z", "2026-08-31T00:00Z"]),
-    ("5/15 * * * *", "UTC", "2026-01-01T00:00Z", ["2026-01-01T00:05Z", "2026-01-01T00:20Z", "2026-01-01T00:35Z", "2026-01-01T00:50Z", "2026-01-01T01:05Z"]),
-    ("1-10/3 * * * *", "UTC", "2026-01-01T00:08Z", ["2026-01-01T00:10Z", "2026-01-01T01:01Z", "2026-01-01T01:04Z"]),
-    ("0 0 * FEB,aug *", "UTC", "2026-02-27T12:00Z", ["2026-02-28T00:00Z", "2026-08-01T00:00Z", "2026-08-02T00:00Z"]),
+    # Day-of-month starts with '*', so a day must match both fields:
+    # Mondays that are the 1st, 11th, 21st or 31st.
+    (
+        "0 0 */10 * mon",
+        "UTC",
+        "2026-01-01T00:00Z",
+        ["2026-05-11T00:00Z", "2026-06-01T00:00Z", "2026-08-31T00:00Z"],
+    ),
+    (
+        "5/15 * * * *",
+        "UTC",
+        "2026-01-01T00:00Z",
+        [
+            "2026-01-01T00:05Z",
+            "2026-01-01T00:20Z",
+            "2026-01-01T00:35Z",
+            "2026-01-01T00:50Z",
+            "2026-01-01T01:05Z",
+        ],
+    ),
+    (
+        "1-10/3 * * * *",
+        "UTC",
+        "2026-01-01T00:08Z",
+        ["2026-01-01T00:10Z", "2026-01-01T01:01Z", "2026-01-01T01:04Z"],
+    ),
+    (
+        "0 0 * FEB,aug *",
+        "UTC",
+        "2026-02-27T12:00Z",
+        ["2026-02-28T00:00Z", "2026-08-01T00:00Z", "2026-08-02T00:00Z"],
+    ),
     ("0 0 31 1-4 *", "UTC", "2026-01-31T00:00Z", ["2026-03-31T00:00Z", "2027-01-31T00:00Z"]),
-    ("0 22 * * *", "Australia/Sydney", "2026-01-01T00:00Z", ["2026-01-01T11:00Z", "2026-01-02T11:00Z"]),
+    (
+        "0 22 * * *",
+        "Australia/Sydney",
+        "2026-01-01T00:00Z",
+        ["2026-01-01T11:00Z", "2026-01-02T11:00Z"],
+    ),
     # Berlin springs forward on 2026-03-29 at 01:00Z (02:00 CET -> 03:00 CEST).
-    ("30 2 * * *", "Europe/Berlin", "2026-03-28T12:00Z", ["2026-03-29T01:00Z", "2026-03-30T00:30Z"]),
+    (
+        "30 2 * * *",
+        "Europe/Berlin",
+        "2026-03-28T12:00Z",
+        ["2026-03-29T01:00Z", "2026-03-30T00:30Z"],
+    ),
     # Berlin falls back on 2026-10-25 at 01:00Z (03:00 CEST -> 02:00 CET).
-    ("30 2 * * *", "Europe/Berlin", "2026-10-24T12:00Z", ["2026-10-25T00:30Z", "2026-10-26T01:30Z"]),
-    ("30 * * * *", "Europe/Berlin", "2026-03-29T00:00Z", ["2026-03-29T00:30Z", "2026-03-29T01:30Z", "2026-03-29T02:30Z"]),
+    (
+        "30 2 * * *",
+        "Europe/Berlin",
+        "2026-10-24T12:00Z",
+        ["2026-10-25T00:30Z", "2026-10-26T01:30Z"],
+    ),
+    (
+        "30 * * * *",
+        "Europe/Berlin",
+        "2026-03-29T00:00Z",
+        ["2026-03-29T00:30Z", "2026-03-29T01:30Z", "2026-03-29T02:30Z"],
+    ),
     (
         "30 * * * *",
         "Europe/Berlin",
@@ -82,8 +166,18 @@ HAND_COMPUTED = [
         ["2026-10-24T23:30Z", "2026-10-25T00:30Z", "2026-10-25T01:30Z", "2026-10-25T02:30Z"],
     ),
     # Lord Howe falls back half an hour on 2026-04-04 at 15:00Z (02:00 +11 -> 01:30 +10:30).
-    ("45 1 * * *", "Australia/Lord_Howe", "2026-04-04T00:00Z", ["2026-04-04T14:45Z", "2026-04-05T15:15Z"]),
-    ("45 * * * *", "Australia/Lord_Howe", "2026-04-04T14:00Z", ["2026-04-04T14:45Z", "2026-04-04T15:15Z", "2026-04-04T16:15Z"]),
+    (
+        "45 1 * * *",
+        "Australia/Lord_Howe",
+        "2026-04-04T00:00Z",
+        ["2026-04-04T14:45Z", "2026-04-05T15:15Z"],
+    ),
+    (
+        "45 * * * *",
+        "Australia/Lord_Howe",
+        "2026-04-04T14:00Z",
+        ["2026-04-04T14:45Z", "2026-04-04T15:15Z", "2026-04-04T16:15Z"],
+    ),
     # Santiago springs forward at midnight on 2026-09-06 (00:00 -04 -> 01:00 -03).
     ("@daily", "America/Santiago", "2026-09-05T12:00Z", ["2026-09-06T04:00Z", "2026-09-07T03:00Z"]),
     # Samoa skipped 2011-12-30: 12:00 of that day fires at the transition, 10:00Z.
@@ -101,7 +195,7 @@ HAND_COMPUTED = [
     ("* * * * *", "UTC", "2026-01-01T00:00:59.500Z", ["2026-01-01T00:01Z", "2026-01-01T00:02Z"]),
     ("59 23 31 12 *", "UTC", "2026-12-31T23:59Z", ["2027-12-31T23:59Z"]),
     ("  0   9 * *  *  ", "UTC", "2026-01-01T00:00Z", ["2026-01-01T09:00Z"]),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(
@@ -109,14 +203,18 @@ HAND_COMPUTED = [
     HAND_COMPUTED,
     ids=[f"{row[0].strip()}|{row[1] or 'empty'}|{row[2]}" for row in HAND_COMPUTED],
 )
-def test_cron_hand_computed(expression: str, timezone: str, after: str, expected: list[str]) -> None:
+def test_cron_hand_computed(
+    expression: str, timezone: str, after: str, expected: list[str]
+) -> None:
     fires = _next_fires(expression, timezone, _utc(after), len(expected))
 
     assert fires == [_utc(text) for text in expected]
     assert all(fire.tzinfo is UTC for fire in fires)
 
 
-@pytest.mark.parametrize(("day", "count"), [("2026-10-25", 25), ("2026-03-29", 23), ("2026-06-01", 24)])
+@pytest.mark.parametrize(
+    ("day", "count"), [("2026-10-25", 25), ("2026-03-29", 23), ("2026-06-01", 24)]
+)
 def test_hourly_london_local_day(day: str, count: int) -> None:
     zone = ZoneInfo("Europe/London")
     local_day = date.fromisoformat(day)
@@ -132,7 +230,9 @@ def test_hourly_london_local_day(day: str, count: int) -> None:
 
     assert len(fires) == count
     assert fires[0] == start.astimezone(UTC)
-    assert all(later - earlier == timedelta(hours=1) for earlier, later in zip(fires, fires[1:]))
+    assert all(
+        later - earlier == timedelta(hours=1) for earlier, later in itertools.pairwise(fires)
+    )
 
 
 @pytest.mark.parametrize(

@@ -1,8 +1,8 @@
 """Cron fire times around offset transitions, checked against a minute-by-minute enumerator.
 
-The enumerator states the daylight saving time rules directly on every UTC
-minute, using only zoneinfo: a fixed-hour schedule fires at the first
-occurrence (fold 0) of a matching wall time, and at the first minute after a
+The enumerator applies the daylight saving time rules to every UTC minute,
+using only zoneinfo. A fixed-hour schedule fires at the first occurrence
+(fold 0) of a matching wall time. It also fires at the first minute after a
 gap that skipped a matching wall time. A schedule whose hour field is `*` or
 a step fires at every minute whose wall time matches.
 """
@@ -65,7 +65,7 @@ def enumerate_fires(
     start: datetime,
     end: datetime,
 ) -> list[datetime]:
-    """Return every UTC minute in [start, end) at which the DST rules say the schedule fires."""
+    """Return every UTC minute in [start, end) at which the DST rules fire the schedule."""
     fires = []
     previous_wall = (start - _MINUTE).astimezone(zone).replace(tzinfo=None)
     instant = start

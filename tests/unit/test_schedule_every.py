@@ -26,11 +26,15 @@ EVERY_CASES = [
     ("@every 90m", "2026-01-01T00:10Z", ["2026-01-01T01:30Z"]),
     ("@every 1.5h", "2026-01-01T00:10Z", ["2026-01-01T01:30Z"]),
     # 1767225600 mod 11 = 8, so the slots around 2026-01-01T00:00Z are at :03, :14, :25.
-    ("@every 11s", "2026-01-01T00:00Z", ["2026-01-01T00:00:03Z", "2026-01-01T00:00:14Z", "2026-01-01T00:00:25Z"]),
+    (
+        "@every 11s",
+        "2026-01-01T00:00Z",
+        ["2026-01-01T00:00:03Z", "2026-01-01T00:00:14Z", "2026-01-01T00:00:25Z"],
+    ),
     ("@every 24h", "2026-06-15T13:00+02:00", ["2026-06-16T00:00Z"]),
     ("@every 1s", "1969-12-31T23:59:59.5Z", ["1970-01-01T00:00Z"]),
     ("@every 1h", "1969-12-31T22:30Z", ["1969-12-31T23:00Z", "1970-01-01T00:00Z"]),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(("expression", "after", "expected"), EVERY_CASES)
@@ -50,7 +54,13 @@ def test_every_fire_times(expression: str, after: str, expected: list[str]) -> N
 
 @pytest.mark.parametrize(
     ("expression", "interval_s"),
-    [("@every 90s", 90), ("@every 1h30m", 5400), ("@every 1m30s", 90), ("@every 2h0m0s", 7200), ("@every 1.5m", 90)],
+    [
+        ("@every 90s", 90),
+        ("@every 1h30m", 5400),
+        ("@every 1m30s", 90),
+        ("@every 2h0m0s", 7200),
+        ("@every 1.5m", 90),
+    ],
 )
 def test_every_interval(expression: str, interval_s: int) -> None:
     schedule = parse_schedule(expression, one_time=False)
@@ -59,7 +69,9 @@ def test_every_interval(expression: str, interval_s: int) -> None:
     assert schedule.interval_s == interval_s
 
 
-@pytest.mark.parametrize("timezone", ["UTC", "Asia/Kolkata", "Australia/Lord_Howe", "America/New_York"])
+@pytest.mark.parametrize(
+    "timezone", ["UTC", "Asia/Kolkata", "Australia/Lord_Howe", "America/New_York"]
+)
 def test_every_ignores_timezone(timezone: str) -> None:
     """Slots are the same in every zone and for every fresh parse (a restart or another replica)."""
     after = datetime(2026, 3, 8, 6, 59, 59, tzinfo=UTC)

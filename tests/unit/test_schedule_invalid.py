@@ -32,7 +32,11 @@ BAD_SCHEDULES = [
     ("1-2-3 * * * *", False, ["minute item '1-2-3' is not a value, range or step"]),
     ("* * *", False, ["has 3 fields", "minute hour day-of-month month day-of-week"]),
     ("*", False, ["has 1 field,"]),
-    ("0 0 * * * *", False, ["6-field cron expressions (with a seconds field) are not supported yet"]),
+    (
+        "0 0 * * * *",
+        False,
+        ["6-field cron expressions (with a seconds field) are not supported yet"],
+    ),
     ("0 0 0 * * * 2026", False, ["has 7 fields"]),
     ("0 0 L * *", False, ["'L' (last day)", "not supported yet"]),
     ("0 0 * * 5L", False, ["'L' (last day)", "not supported yet"]),
@@ -43,7 +47,14 @@ BAD_SCHEDULES = [
     ("0 0 30 2 *", False, ["never fires", "day-of-month 30 does not occur in February"]),
     ("0 0 31 4 *", False, ["never fires", "day-of-month 31 does not occur in April"]),
     ("0 0 30,31 2 *", False, ["day-of-month 30,31 does not occur in February"]),
-    ("0 0 31 2,4,6 *", False, ["does not occur in February, April or June; choose a day that exists in February, April or June"]),
+    (
+        "0 0 31 2,4,6 *",
+        False,
+        [
+            "does not occur in February, April or June; "
+            "choose a day that exists in February, April or June"
+        ],
+    ),
     ("0 0 30 feb */2", False, ["never fires"]),
     ("@reboot", False, ["unknown macro '@reboot'", "@hourly", "@every 90s"]),
     ("@daily 5", False, ["macro '@daily' takes no arguments; remove '5'"]),
@@ -103,7 +114,15 @@ def test_long_expression_truncated() -> None:
     assert "minute 61 is out of range 0-59" in raised.value.message
 
 
-BAD_TIMEZONES = ["Mars/Base", "Europe/Berlin ", "europe/berlin", "/etc/passwd", "../zoneinfo/UTC", "America", "Europe/\x00Berlin"]
+BAD_TIMEZONES = [
+    "Mars/Base",
+    "Europe/Berlin ",
+    "europe/berlin",
+    "/etc/passwd",
+    "../zoneinfo/UTC",
+    "America",
+    "Europe/\x00Berlin",
+]
 
 
 @pytest.mark.parametrize("timezone", BAD_TIMEZONES)
@@ -130,7 +149,9 @@ def test_validate_timezone_message() -> None:
     )
 
 
-@pytest.mark.parametrize(("name", "key"), [("", "UTC"), ("UTC", "UTC"), ("Europe/Berlin", "Europe/Berlin")])
+@pytest.mark.parametrize(
+    ("name", "key"), [("", "UTC"), ("UTC", "UTC"), ("Europe/Berlin", "Europe/Berlin")]
+)
 def test_validate_timezone_valid(name: str, key: str) -> None:
     zone = validate_timezone(name)
 
