@@ -1,7 +1,7 @@
 """The agent's lifecycle: register, then poll, execute, heartbeat and report until stopped.
 
 `Agent.run` registers with the leader (retrying while no coordinator
-answers), then supervises three loops: polling for work, heartbeating, and
+responds), then supervises three loops: polling for work, heartbeating, and
 delivering reports from the outbox. A loop that crashes stops the agent
 with AgentCrashedError. `Agent.stop` starts a graceful shutdown: polling stops
 at once, running attempts get the grace period while heartbeats continue,

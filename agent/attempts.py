@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,12 +26,12 @@ _log = get_logger(__name__)
 SHUTDOWN_ERROR = "agent shut down before the attempt finished"
 # Extra time an executor gets past the attempt's timeout before the runner
 # cancels it, for executors that do not enforce the timeout themselves.
-_TIMEOUT_MARGIN_S = 30.0
+DEFAULT_TIMEOUT_MARGIN_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
 class Lease:
-    """An agent's claim on one attempt; the fencing token tells stale claims apart."""
+    """An agent's claim on one attempt; a newer fencing token makes older claims stale."""
 
     run_id: str
     attempt: int
@@ -61,7 +62,7 @@ class _CancelReason(enum.Enum):
 class _RunningAttempt:
     context: AttemptContext
     started_at: datetime
-    task: asyncio.Task[None] | None = None
+    task: asyncio.Task[AttemptResult] | None = None
     cancel_reason: _CancelReason | None = None
 
 
@@ -79,8 +80,10 @@ class AttemptRunner:
         max_concurrent: int,
         clock: Clock,
         on_finished: Callable[[FinishedAttempt], None],
+        timeout_margin_s: float = DEFAULT_TIMEOUT_MARGIN_S,
     ) -> None:
         self._registry = registry
+        self._timeout_margin_s = timeout_margin_s
         self._max_concurrent = max_concurrent
         self._clock = clock
         self._on_finished = on_finished
@@ -120,8 +123,9 @@ class AttemptRunner:
         running = _RunningAttempt(context=context, started_at=self._clock.now())
         self._running[lease] = running
         running.task = asyncio.create_task(
-            self._execute(lease, running), name=f"attempt-{context.run_id}-{context.attempt}"
+            self._call_executor(context), name=f"attempt-{context.run_id}-{context.attempt}"
         )
+        running.task.add_done_callback(functools.partial(self._task_done, lease, running))
         _log.info(
             "attempt started",
             run_id=context.run_id,
@@ -148,7 +152,9 @@ class AttemptRunner:
 
         leftovers = list(self._running.values())
         for running in leftovers:
-            running.cancel_reason = _CancelReason.SHUTDOWN
+            # A revoked attempt still stopping keeps its reason, so its result stays dropped.
+            if running.cancel_reason is None:
+                running.cancel_reason = _CancelReason.SHUTDOWN
             if running.task is not None:
                 running.task.cancel()
         remaining = [r.task for r in leftovers if r.task is not None]
@@ -156,32 +162,29 @@ class AttemptRunner:
             _log.warning("stopping attempts still running at shutdown", running=len(remaining))
             await asyncio.wait(remaining)
 
-    async def _execute(self, lease: Lease, running: _RunningAttempt) -> None:
-        context = running.context
-        try:
-            result = await self._call_executor(context)
-        except asyncio.CancelledError:
-            if running.cancel_reason is None:
-                raise
-            # This cancellation was the runner's own request, so it ends here.
-            current = asyncio.current_task()
-            if current is not None:
-                current.uncancel()
-            result = None if running.cancel_reason is _CancelReason.REVOKED else _shutdown()
-        finally:
-            del self._running[lease]
-            self._slot_freed.set()
-
-        self._finish(lease, running, result)
+    def _task_done(
+        self, lease: Lease, running: _RunningAttempt, task: asyncio.Task[AttemptResult]
+    ) -> None:
+        # A done callback rather than a `finally`, because a task cancelled before
+        # its first step never enters its coroutine, and its slot must be freed too.
+        del self._running[lease]
+        self._slot_freed.set()
+        if not task.cancelled():
+            self._finish(lease, running, task.result())
+        elif running.cancel_reason is _CancelReason.REVOKED:
+            self._finish(lease, running, None)
+        else:
+            self._finish(lease, running, AttemptResult.failed(SHUTDOWN_ERROR))
 
     async def _call_executor(self, context: AttemptContext) -> AttemptResult:
+        """Run the executor, turning any exception other than cancellation into a FAILED result."""
         executor = self._registry.get(context.executor)
         if executor is None:
             return AttemptResult.failed(
                 f"executor {context.executor!r} is not available on this agent; "
                 f"it has: {', '.join(self._registry.names())}"
             )
-        limit_s = None if context.timeout_s is None else context.timeout_s + _TIMEOUT_MARGIN_S
+        limit_s = None if context.timeout_s is None else context.timeout_s + self._timeout_margin_s
         scope = asyncio.timeout(limit_s)
         try:
             async with scope:
@@ -221,7 +224,3 @@ class AttemptRunner:
                 completed_at=self._clock.now(),
             )
         )
-
-
-def _shutdown() -> AttemptResult:
-    return AttemptResult.failed(SHUTDOWN_ERROR)

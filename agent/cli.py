@@ -85,7 +85,7 @@ _FLAGS = (
         "--max-concurrent",
         _parse_int,
         "N",
-        "most attempts executed at once (default: 4)",
+        "maximum number of attempts executed at once (default: 4)",
     ),
     _Flag(
         "--worker-id",
@@ -133,7 +133,7 @@ class _UsageError(Exception):
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> Any:  # type: ignore[override]
-        # One line instead of argparse's usage block, so the cause stands out.
+        # One line instead of argparse's usage block, so the cause is easy to see.
         raise _UsageError(message)
 
 
@@ -179,7 +179,12 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str]) -> AgentConfig
             source = f" (from {flag.env})" if flag.name in from_env else ""
             raise InvalidArgumentError(flag.name, f"invalid {flag.name}{source}: {error}") from None
 
-    values.setdefault("coordinators", ())
+    if "coordinators" not in values:
+        raise InvalidArgumentError(
+            "--coordinators",
+            "--coordinators is required: HOST:PORT[,HOST:PORT...]; "
+            "or set TASKSCHEDULER_COORDINATORS",
+        )
     # An empty id means "not given", so the default applies.
     if not values.get("worker_id", "x"):
         del values["worker_id"]

@@ -1,7 +1,7 @@
 """The agent's configuration, validated on construction.
 
-Every check names the command-line flag that sets the bad value, so the
-message tells an operator what to change.
+Every check names the command-line flag that sets the bad value, so an
+operator can see from the message what to change.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def default_worker_id() -> str:
 
 @dataclass(frozen=True, kw_only=True)
 class AgentConfig:
-    """What `taskscheduler-agent` was started with."""
+    """Settings of one `taskscheduler-agent` process, from its flags and environment."""
 
     # HOST:PORT of every coordinator replica; the agent finds the leader among them.
     coordinators: tuple[str, ...]
@@ -65,7 +65,7 @@ class AgentConfig:
 
 
 def split_address(address: str) -> tuple[str, int]:
-    """Split HOST:PORT (IPv6 hosts in brackets); ValueError says what is wrong."""
+    """Split HOST:PORT (IPv6 hosts in brackets); raises ValueError naming the problem."""
     host, separator, port_text = address.rpartition(":")
     if not separator or not host:
         raise ValueError(f"{address!r} is not HOST:PORT")

@@ -1,6 +1,6 @@
 """The agent's gRPC client for the coordinators' WorkerService.
 
-It knows every coordinator address and keeps calling the current one. On
+It stores every coordinator address and keeps calling the current one. On
 UNAVAILABLE or DEADLINE_EXCEEDED it moves to the next address and retries
 after an exponential backoff. A follower rejects agent calls with
 FAILED_PRECONDITION and the leader's address in the `x-leader-address`
@@ -39,7 +39,7 @@ _CHANNEL_OPTIONS = (
 
 
 class CoordinatorUnavailableError(SchedulerError, ConnectionError):
-    """No coordinator answered a call before the caller's retry budget ran out."""
+    """No coordinator responded to a call before the caller's retry budget ran out."""
 
     def __init__(self, method: str, waited_s: float, cause: grpc.aio.AioRpcError) -> None:
         super().__init__(
@@ -86,10 +86,10 @@ class CoordinatorClient:
         timeout_s: float,
         give_up_after_s: float | None = None,
     ) -> Any:
-        """Call WorkerService `method` until a coordinator answers.
+        """Call WorkerService `method` until a coordinator responds.
 
         `timeout_s` bounds each try. Moves between addresses and backs off as
-        the module docstring says. Raises CoordinatorUnavailableError once
+        described in the module docstring. Raises CoordinatorUnavailableError once
         `give_up_after_s` has passed (None: retry forever) and
         grpc.aio.AioRpcError for any status that retrying cannot fix.
         """

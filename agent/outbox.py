@@ -1,10 +1,10 @@
 """The outbox: finished attempts waiting for the coordinator to accept their report.
 
 A report leaves the outbox only when CompleteAttempt succeeds, or when the
-coordinator rejects it for good: FAILED_PRECONDITION (the lease is stale, so
-another attempt owns the run now), NOT_FOUND (the run is gone) or
-INVALID_ARGUMENT (retrying cannot fix the request). Any other failure,
-an unreachable coordinator included, is retried with backoff, so a
+coordinator rejects it for good. FAILED_PRECONDITION means the lease is
+stale and another attempt owns the run now, NOT_FOUND means the run is
+gone, and INVALID_ARGUMENT means retrying cannot fix the request. Any other
+failure, an unreachable coordinator included, is retried with backoff, so a
 coordinator that is away loses no result.
 """
 
@@ -20,6 +20,7 @@ from structlog.typing import FilteringBoundLogger
 
 from taskscheduler.clock import Clock
 from taskscheduler.logs import get_logger
+from taskscheduler.v1 import types_pb2
 
 from .attempts import FinishedAttempt, Lease
 from .backoff import Backoff, RetryPolicy
@@ -113,13 +114,13 @@ class Outbox:
         except grpc.aio.AioRpcError as error:
             return _handle_rejection(log, error)
 
-        log.debug("attempt reported", run_status=response.run_status)
+        log.debug("attempt reported", run_status=types_pb2.RunStatus.Name(response.run_status))
         return True
 
 
 def _handle_rejection(log: FilteringBoundLogger, error: grpc.aio.AioRpcError) -> bool:
     code = error.code()
-    # NOTE: a follower that knows no leader yet (election under way) also answers
+    # NOTE: a follower without a known leader (election under way) also returns
     # FAILED_PRECONDITION, without a leader address, and the status does not tell
     # it apart from a stale lease. Such a report is dropped too; the lease then
     # expires and the run's retry policy decides.

@@ -8,7 +8,7 @@ dashboard page at /.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from importlib import resources
 from typing import Protocol
 
@@ -17,7 +17,7 @@ from google.protobuf.message import Message
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
@@ -43,7 +43,7 @@ MAX_BODY_BYTES = 4 * 1024 * 1024
 
 
 class Caller(Protocol):
-    """What the app needs from a coordinator client (see CoordinatorClient.call)."""
+    """The coordinator client interface the app calls (see CoordinatorClient.call)."""
 
     async def call(self, binding: HttpBinding, request: Message) -> Message: ...
 
@@ -70,7 +70,6 @@ def create_app(client: Caller, bindings: Sequence[HttpBinding] | None = None) ->
         routes=routes,
         middleware=[Middleware(RequestLogMiddleware)],
         exception_handlers={HTTPException: _http_error, Exception: _unexpected_error},
-        max_body_size=MAX_BODY_BYTES,
     )
 
 
@@ -116,6 +115,9 @@ def _endpoint(
             api_error = error_from_rpc(err)
         except CoordinatorUnreachableError as err:
             api_error = ApiError(503, grpc.StatusCode.UNAVAILABLE.name, str(err))
+        except HTTPException:
+            # Starlette's HTTP errors, such as 413 for an oversized body, go to _http_error.
+            raise
         except Exception:
             # A gateway bug: the client gets an envelope, a person gets the traceback.
             log.exception("gateway failed to serve a request", rpc=binding.full_method)
@@ -126,7 +128,7 @@ def _endpoint(
 
 
 async def _call(binding: HttpBinding, request: Request, client: Caller) -> Response:
-    body = await request.body() if binding.body else b""
+    body = await _read_body(request) if binding.body else b""
     message = build_request(
         binding,
         path_params=request.path_params,
@@ -137,8 +139,30 @@ async def _call(binding: HttpBinding, request: Request, client: Caller) -> Respo
     return JSONResponse(success_body(binding, response))
 
 
+async def _read_body(request: Request) -> bytes:
+    """Read the request body; raise HTTPException 413 past MAX_BODY_BYTES."""
+    # Starlette's own limit responds in plain text, so the gateway enforces its own.
+    too_large = HTTPException(
+        413, f"request body is larger than {MAX_BODY_BYTES} bytes; send a smaller payload"
+    )
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                raise too_large
+            chunks.append(chunk)
+    except ClientDisconnect as err:
+        raise HTTPException(400, "client disconnected before sending the whole body") from err
+    return b"".join(chunks)
+
+
 def _error_response(
-    request: Request, api_error: ApiError, headers: dict[str, str] | None = None
+    request: Request, api_error: ApiError, headers: Mapping[str, str] | None = None
 ) -> Response:
     record_error(request.scope, api_error.code, api_error.message)
     return api_error.to_response(headers)

@@ -1,7 +1,7 @@
 """gRPC calls from the gateway to the coordinator replicas, with failover.
 
 One grpc.aio channel is kept per address. A call goes to the address that
-last answered (the first configured one at the start). When an address
+last responded (the first configured one at the start). When an address
 cannot be connected to, the next ones are tried: each address once, then
 after a short backoff each once more, all within `failover_budget_s`.
 
@@ -112,7 +112,7 @@ class CoordinatorClient:
                     response = await self._invoke(address, binding, request)
                 except grpc.aio.AioRpcError as err:
                     if not (binding.is_read and err.code() == grpc.StatusCode.UNAVAILABLE):
-                        return await self._follow_leader(address, binding, request, err)
+                        return await self._raise_or_follow_leader(address, binding, request, err)
                     log.warning(
                         "coordinator unavailable; trying the next one",
                         address=address,
@@ -187,7 +187,7 @@ class CoordinatorClient:
         )
         return await rpc(request, timeout=self._policy.call_deadline_s)
 
-    async def _follow_leader(
+    async def _raise_or_follow_leader(
         self, address: str, binding: HttpBinding, request: Message, error: grpc.aio.AioRpcError
     ) -> Message:
         """Retry once at the leader a follower named; otherwise raise `error`."""

@@ -72,7 +72,7 @@ def _reject_constant(name: str) -> object:
 def parse_json_body(raw: bytes) -> object:
     """Parse a request body, treating an empty body as {}.
 
-    Raises InvalidArgumentError with field "" that says where the JSON is malformed.
+    Raises InvalidArgumentError with field "" and the position of the first JSON error.
     """
     if not raw.strip():
         return {}

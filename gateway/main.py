@@ -33,7 +33,7 @@ class _OneLineParser(argparse.ArgumentParser):
 
 
 def split_host_port(value: str) -> tuple[str, int]:
-    """Split HOST:PORT (or [IPv6]:PORT); raise ValueError saying what is wrong."""
+    """Split HOST:PORT (or [IPv6]:PORT); raise ValueError naming what is wrong."""
     host, separator, port_text = value.rpartition(":")
     host = host.removeprefix("[").removesuffix("]")
     if not separator or not host:
@@ -165,8 +165,8 @@ async def _serve(listener: socket.socket, coordinators: list[str], policy: Failo
     )
     server = uvicorn.Server(config)
 
-    # uvicorn handles SIGINT and SIGTERM while it serves, then sends the signal
-    # again to the handler it found; a no-op handler there lets us exit 0.
+    # uvicorn handles SIGINT and SIGTERM while it serves. Afterwards it raises the
+    # signal again for the previous handler, so a no-op handler there lets us exit 0.
     previous = {sig: signal.signal(sig, _ignore_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     address = "{}:{}".format(*listener.getsockname()[:2])
     log.info("gateway started", listen=address, coordinators=coordinators)

@@ -1,10 +1,10 @@
 """An OpenAPI 3.0 document generated from the same bindings and descriptors as the routes.
 
-Schemas describe the JSON the gateway reads and writes: lowerCamelCase
-property names, enums as their REST spellings (null for unspecified),
-timestamps as date-time strings, Struct as a free-form object, and each
-response wrapped in the success envelope, with the error envelope as the
-default response.
+Schemas describe the JSON the gateway reads and writes. Properties have
+lowerCamelCase names, enums are their REST spellings (null for
+unspecified), timestamps are date-time strings and a Struct is a free-form
+object. Each response is wrapped in the success envelope, and the error
+envelope is the default response.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """One log line per HTTP request: debug when it succeeded, warning or error when not.
 
-Handlers that answer with an error envelope record its code and message
+Handlers that respond with an error envelope record its code and message
 with `record_error`, and the line carries them.
 """
 

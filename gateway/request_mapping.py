@@ -1,4 +1,4 @@
-"""Build a gRPC request message from an HTTP request, as its binding says.
+"""Build a gRPC request message from an HTTP request, as its binding specifies.
 
 Path variables fill the fields named in the template. The JSON body fills
 the whole request (body "*") or one request field (body "job"), and any

@@ -30,7 +30,7 @@ class AttemptOutcome(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AttemptContext:
-    """One attempt of one run, as an executor sees it."""
+    """The executor's input: one attempt of one run."""
 
     run_id: str
     job_id: str
@@ -46,7 +46,7 @@ class AttemptContext:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AttemptResult:
-    """How an attempt ended; `output` holds at most the last 64 KiB (UTF-8)."""
+    """The end of an attempt: outcome, exit code, output (at most the last 64 KiB, UTF-8), error."""
 
     outcome: AttemptOutcome
     exit_code: int = 0
@@ -100,7 +100,7 @@ class ExecutorRegistry:
         return iter(self.names())
 
     async def aclose(self) -> None:
-        """Close every executor that holds resources (it has an `aclose` coroutine method)."""
+        """Close every executor that owns resources (it has an `aclose` coroutine method)."""
         for executor in self._executors.values():
             close = getattr(executor, "aclose", None)
             if close is not None:

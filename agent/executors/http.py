@@ -84,7 +84,7 @@ def parse_http_payload(payload: Mapping[str, Any]) -> HttpPayload:
 
 @dataclass(slots=True)
 class _Received:
-    """What has arrived so far, kept when the request fails or times out midway."""
+    """The response received so far, kept when the request fails or times out midway."""
 
     status: int = 0
     body: OutputTail = field(default_factory=OutputTail)

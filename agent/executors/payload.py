@@ -1,7 +1,7 @@
 """Checks shared by the executors' payload parsers.
 
 Each raises InvalidArgumentError naming the payload field (`payload.command`,
-`payload.env.HOME`) so the attempt fails with a message that says what to fix.
+`payload.env.HOME`) so the attempt fails with a message naming what to fix.
 """
 
 from __future__ import annotations

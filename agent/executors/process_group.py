@@ -1,8 +1,8 @@
 """Stopping a whole process group: SIGTERM, a grace period, then SIGKILL.
 
-Liveness comes from /proc where it exists, because a member that has died but
-was not reaped yet (a zombie) still counts as a member for killpg(), and an
-orphaned grandchild is reaped by PID 1, which some containers never do.
+Liveness comes from /proc where it exists. A member that has died but was
+not reaped yet (a zombie) still counts as a member for killpg(), and an
+orphaned grandchild is reaped only by PID 1, which some containers never do.
 """
 
 from __future__ import annotations
@@ -73,10 +73,10 @@ async def terminate_group(group_id: int, *, grace_s: float) -> None:
     """
     if not group_alive(group_id):
         return
-    pass
+    signal_group(group_id, signal.SIGTERM)
     try:
         if await wait_group_ended(group_id, grace_s):
             return
     finally:
-        pass
+        signal_group(group_id, signal.SIGKILL)
     await wait_group_ended(group_id, _AFTER_KILL_WAIT_S)

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -14,38 +15,41 @@ from harness import ProcessHandle, ProcessStartError, flags_to_argv, wait_until,
 
 from taskscheduler.etcd_server import stop_process
 
-# Prints its pid, creates READY_FILE, then waits; `ignore` makes it ignore SIGTERM.
+# Prints its pid, writes it to the ready file, then waits; "ignore" makes it ignore SIGTERM.
 STANDIN_SOURCE = """
 import os, pathlib, signal, sys, time
 if sys.argv[2] == "ignore":
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 print("started", os.getpid(), flush=True)
-pathlib.Path(sys.argv[1]).touch()
+pathlib.Path(sys.argv[1]).write_text(str(os.getpid()))
 while True:
     time.sleep(0.05)
 """
 
 
-def _standin(tmp_path: Path, *, on_sigterm: str = "exit", ready_timeout_s: float = 10.0):
+def _standin(tmp_path: Path, *, on_sigterm: str = "exit") -> ProcessHandle:
+    """A handle that is ready once the ready file holds the pid of its current process."""
     ready_file = tmp_path / "ready"
 
-    def probe(started_at: float) -> None:
-        if not ready_file.exists() or ready_file.stat().st_mtime < started_at - 1:
+    def probe(_started_at: float) -> None:
+        if not ready_file.exists() or ready_file.read_text() != str(handle.pid):
             raise FileNotFoundError(ready_file)
-
-    def start() -> ProcessHandle:
-        ready_file.unlink(missing_ok=True)
-        return handle.start()
 
     handle = ProcessHandle(
         name="standin",
         argv=[sys.executable, "-c", STANDIN_SOURCE, str(ready_file), on_sigterm],
         log_path=tmp_path / "standin.log",
         probe=probe,
-        ready_timeout_s=ready_timeout_s,
         stop_timeout_s=0.5,
     )
-    return handle, start
+    return handle
+
+
+def _never_ready(error: Exception) -> Callable[[float], None]:
+    def probe(_started_at: float) -> None:
+        raise error
+
+    return probe
 
 
 def _process_state(pid: int) -> str:
@@ -54,21 +58,21 @@ def _process_state(pid: int) -> str:
 
 
 @pytest.fixture
-def standin(tmp_path: Path):
-    handle, start = _standin(tmp_path)
-    yield handle, start
+def standin(tmp_path: Path) -> Iterator[ProcessHandle]:
+    handle = _standin(tmp_path)
+    yield handle
     handle.stop()
 
 
 @pytest.mark.integration
 def test_handle_start_logs_and_stop(standin) -> None:
-    handle, start = standin
+    handle = standin
 
-    start()
+    handle.start()
     pid = handle.pid
     code = handle.stop()
 
-    assert code == 0 or code == -signal.SIGTERM
+    assert code == -signal.SIGTERM
     assert handle.returncode == code
     assert handle.is_running is False
     assert f"started {pid}" in handle.logs()
@@ -77,8 +81,8 @@ def test_handle_start_logs_and_stop(standin) -> None:
 
 @pytest.mark.integration
 def test_handle_pause_and_resume(standin) -> None:
-    handle, start = standin
-    start()
+    handle = standin
+    handle.start()
 
     handle.pause()
     wait_until(lambda: _process_state(handle.pid) == "T", timeout_s=5, message="stopped state")
@@ -90,8 +94,8 @@ def test_handle_pause_and_resume(standin) -> None:
 
 @pytest.mark.integration
 def test_handle_stop_continues_paused_process(standin) -> None:
-    handle, start = standin
-    start()
+    handle = standin
+    handle.start()
     handle.pause()
 
     code = handle.stop(timeout_s=5)
@@ -101,8 +105,8 @@ def test_handle_stop_continues_paused_process(standin) -> None:
 
 @pytest.mark.integration
 def test_handle_kill_and_restart(standin) -> None:
-    handle, start = standin
-    start()
+    handle = standin
+    handle.start()
     first_pid = handle.pid
 
     assert handle.kill() == -signal.SIGKILL
@@ -116,8 +120,8 @@ def test_handle_kill_and_restart(standin) -> None:
 
 @pytest.mark.integration
 def test_handle_sigkills_after_stop_timeout(tmp_path: Path) -> None:
-    handle, start = _standin(tmp_path, on_sigterm="ignore")
-    start()
+    handle = _standin(tmp_path, on_sigterm="ignore")
+    handle.start()
 
     assert handle.stop() == -signal.SIGKILL
 
@@ -128,7 +132,7 @@ def test_handle_start_fails_when_never_ready(tmp_path: Path) -> None:
         name="silent",
         argv=[sys.executable, "-c", "import time; print('waiting', flush=True); time.sleep(30)"],
         log_path=tmp_path / "silent.log",
-        probe=lambda _started_at: (_ for _ in ()).throw(ConnectionError("refused")),
+        probe=_never_ready(ConnectionError("refused")),
         ready_timeout_s=0.5,
     )
     try:
@@ -150,7 +154,7 @@ def test_handle_start_fails_when_process_exits(tmp_path: Path) -> None:
         name="crashing",
         argv=[sys.executable, "-c", "import sys; sys.exit('bad flag --x')"],
         log_path=tmp_path / "crashing.log",
-        probe=lambda _started_at: None if False else (_ for _ in ()).throw(OSError("not yet")),
+        probe=_never_ready(OSError("not yet")),
     )
 
     with pytest.raises(ProcessStartError, match="crashing exited with code 1 before it was ready"):
@@ -175,10 +179,10 @@ def test_stop_process_returns_code_of_exited_process() -> None:
         ({"verbose": True, "quiet": False, "worker_id": None}, ["--verbose"]),
         ({"capabilities": ["shell", "http"]}, ["--capabilities", "shell,http"]),
         ({"labels": {"zone": "a", "tier": "gpu"}}, ["--labels", "zone=a,tier=gpu"]),
-        ({"prefix": "/ts-test-1", "log_format": "json"}, ["--prefix", "/ts-test-1", "--log-format", "json"]),
+        ({"prefix": "/ts-1", "log_format": "json"}, ["--prefix", "/ts-1", "--log-format", "json"]),
     ],
     ids=["int", "float", "booleans-and-none", "list", "dict", "strings"],
-)  # fmt: skip
+)
 def test_flags_to_argv(flags: dict[str, object], argv: list[str]) -> None:
     assert flags_to_argv(flags) == argv
 
@@ -225,4 +229,6 @@ async def test_wait_until_async_awaits_predicate() -> None:
 
 async def test_wait_until_async_times_out() -> None:
     with pytest.raises(AssertionError, match=r"^leader elected: not met within 0\.05 s"):
-        await wait_until_async(lambda: False, timeout_s=0.05, interval_s=0.01, message="leader elected")
+        await wait_until_async(
+            lambda: False, timeout_s=0.05, interval_s=0.01, message="leader elected"
+        )

@@ -1,8 +1,8 @@
 """A scriptable WorkerService served by grpc.aio on 127.0.0.1, for the agent's tests.
 
 It records every request, hands out queued assignments on PollWork (a real
-long-poll that honours wait_timeout_ms), revokes leases on the next
-heartbeat when told to, and can fail calls with chosen status codes.
+long-poll that honours wait_timeout_ms), revokes chosen leases on the
+next heartbeat, and can fail calls with chosen status codes.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ class FakeWorkerService(workers_pb2_grpc.WorkerServiceServicer):
         self.completion_failures: deque[grpc.StatusCode] = deque()
         # Leases the next heartbeat reports as revoked.
         self.revoke_next: list[workers_pb2.LeaseRef] = []
-        # How many of the next heartbeats answer known=False.
+        # How many of the next heartbeats return known=False.
         self.unknown_heartbeats = 0
         # When set, every call is rejected as a follower pointing at this address.
         self.leader_address = ""
@@ -56,6 +56,9 @@ class FakeWorkerService(workers_pb2_grpc.WorkerServiceServicer):
             (lease.run_id, lease.attempt, lease.fencing_token)
             for lease in self.heartbeats[index].leases
         }
+
+    def latest_heartbeat_leases(self) -> set[tuple[str, int, int]]:
+        return self.leases_in_heartbeat(-1) if self.heartbeats else set()
 
     def accepted_for(self, run_id: str) -> list[workers_pb2.CompleteAttemptRequest]:
         return [c for c in self.completions if c.lease.run_id == run_id]
@@ -174,7 +177,7 @@ async def wait_until(
 
 
 def process_gone(pid: int) -> bool:
-    """Return whether `pid` has ended: no such process, or a zombie nobody reaped yet."""
+    """Return whether `pid` has ended: no such process, or a zombie not reaped yet."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as stat_file:
             stat = stat_file.read()

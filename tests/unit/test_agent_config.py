@@ -96,7 +96,18 @@ def test_empty_worker_id_uses_default() -> None:
 
 
 BAD_CASES = [
-    ([], {}, "--coordinators", "--coordinators is required: HOST:PORT[,HOST:PORT...]"),
+    (
+        [],
+        {},
+        "--coordinators",
+        "--coordinators is required: HOST:PORT[,HOST:PORT...]; or set TASKSCHEDULER_COORDINATORS",
+    ),
+    (
+        ["--coordinators", ","],
+        {},
+        "--coordinators",
+        "--coordinators is required: HOST:PORT[,HOST:PORT...]",
+    ),
     (
         ["--coordinators", "localhost"],
         {},

@@ -76,6 +76,16 @@ async def wait_for_heartbeat_after(service: FakeWorkerService, count: int) -> in
     return len(service.heartbeats) - 1
 
 
+async def wait_for_lease_released(service: FakeWorkerService, lease: tuple[str, int, int]) -> None:
+    """Wait until the latest heartbeat, and the one after it, no longer list `lease`."""
+    await wait_until(
+        lambda: bool(service.heartbeats) and lease not in service.latest_heartbeat_leases(),
+        what=f"a heartbeat without {lease}",
+    )
+    seen = await wait_for_heartbeat_after(service, len(service.heartbeats))
+    assert lease not in service.leases_in_heartbeat(seen)
+
+
 async def test_agent_scenario_complete_revoke_retry(tmp_path: Path) -> None:
     service = FakeWorkerService()
     service.add_assignment(
@@ -123,12 +133,8 @@ async def test_agent_scenario_complete_revoke_retry(tmp_path: Path) -> None:
                 )
             )
             await wait_until(pid_file.exists, what="the revoked attempt to start")
-            seen = await wait_for_heartbeat_after(service, len(service.heartbeats))
             await wait_until(
-                lambda: (
-                    lease_key("run-revoked", 33)
-                    in service.leases_in_heartbeat(len(service.heartbeats) - 1)
-                ),
+                lambda: lease_key("run-revoked", 33) in service.latest_heartbeat_leases(),
                 what="a heartbeat holding the lease",
             )
             service.revoke_next = [
@@ -136,8 +142,7 @@ async def test_agent_scenario_complete_revoke_retry(tmp_path: Path) -> None:
             ]
             pid = int(pid_file.read_text())
             await wait_until(lambda: process_gone(pid), what="the revoked process to end")
-            seen = await wait_for_heartbeat_after(service, len(service.heartbeats))
-            assert lease_key("run-revoked", 33) not in service.leases_in_heartbeat(seen)
+            await wait_for_lease_released(service, lease_key("run-revoked", 33))
             assert service.calls_for("run-revoked") == []
 
             # A report that meets UNAVAILABLE three times lands exactly once.
@@ -146,8 +151,7 @@ async def test_agent_scenario_complete_revoke_retry(tmp_path: Path) -> None:
                 make_assignment("run-retried", fencing_token=44, payload={"command": ["true"]})
             )
             await wait_until(lambda: service.accepted_for("run-retried"), what="the retried report")
-            seen = await wait_for_heartbeat_after(service, len(service.heartbeats))
-            assert lease_key("run-retried", 44) not in service.leases_in_heartbeat(seen)
+            await wait_for_lease_released(service, lease_key("run-retried", 44))
             assert len(service.calls_for("run-retried")) == 4
             assert len(service.accepted_for("run-retried")) == 1
 
@@ -203,8 +207,7 @@ async def test_agent_drops_stale_completion() -> None:
     )
     async with serve_fake(service) as address, running(make_agent(address)):
         await wait_until(lambda: service.calls_for("run-stale"), what="the report")
-        seen = await wait_for_heartbeat_after(service, len(service.heartbeats))
-        assert lease_key("run-stale", 6) not in service.leases_in_heartbeat(seen)
+        await wait_for_lease_released(service, lease_key("run-stale", 6))
 
     assert len(service.calls_for("run-stale")) == 1
     assert service.accepted_for("run-stale") == []

@@ -14,7 +14,7 @@ from google.protobuf import struct_pb2, timestamp_pb2
 from google.protobuf.message import Message
 
 from taskscheduler import errors
-from taskscheduler.gateway.app import create_app
+from taskscheduler.gateway.app import MAX_BODY_BYTES, create_app
 from taskscheduler.gateway.coordinator_client import CoordinatorClient, FailoverPolicy
 from taskscheduler.gateway.http_rules import HttpBinding
 from taskscheduler.grpc_status import status_code_for, trailers_for
@@ -56,7 +56,7 @@ class FakeJobService(jobs_pb2_grpc.JobServiceServicer):
     def __init__(self, received: Received) -> None:
         self.received = received
 
-    async def CreateJob(self, request, context):  # noqa: ANN001, ANN201, N802
+    async def CreateJob(self, request, context):
         self.received.requests.append(request)
         job = types_pb2.Job()
         job.CopyFrom(request.job)
@@ -65,7 +65,7 @@ class FakeJobService(jobs_pb2_grpc.JobServiceServicer):
         job.created_at.CopyFrom(at("2026-12-04T10:00:00Z"))
         return jobs_pb2.CreateJobResponse(job=job)
 
-    async def ListJobs(self, request, context):  # noqa: ANN001, ANN201, N802
+    async def ListJobs(self, request, context):
         self.received.requests.append(request)
         end = min(request.offset + request.limit, TOTAL_JOBS)
         jobs = [types_pb2.Job(id=f"job-{i}") for i in range(request.offset, end)]
@@ -74,13 +74,13 @@ class FakeJobService(jobs_pb2_grpc.JobServiceServicer):
         )
         return jobs_pb2.ListJobsResponse(jobs=jobs, pagination=pagination)
 
-    async def GetJob(self, request, context):  # noqa: ANN001, ANN201, N802
+    async def GetJob(self, request, context):
         self.received.requests.append(request)
         if request.job_id == "missing":
             await abort_with(context, errors.NotFoundError("job", request.job_id, field="jobId"))
         return jobs_pb2.GetJobResponse(job=types_pb2.Job(id=request.job_id))
 
-    async def UpdateJob(self, request, context):  # noqa: ANN001, ANN201, N802
+    async def UpdateJob(self, request, context):
         self.received.requests.append(request)
         if request.job.schedule == "every tuesday":
             await abort_with(
@@ -91,7 +91,7 @@ class FakeJobService(jobs_pb2_grpc.JobServiceServicer):
             )
         return jobs_pb2.UpdateJobResponse(job=types_pb2.Job(id=request.job_id))
 
-    async def GetJobStatus(self, request, context):  # noqa: ANN001, ANN201, N802
+    async def GetJobStatus(self, request, context):
         self.received.requests.append(request)
         latest = types_pb2.Run(id="run-9", status=types_pb2.RUN_STATUS_FAILED, exit_code=0)
         return jobs_pb2.GetJobStatusResponse(
@@ -106,7 +106,7 @@ class FakeWorkerService(workers_pb2_grpc.WorkerServiceServicer):
     def __init__(self, received: Received) -> None:
         self.received = received
 
-    async def ListWorkers(self, request, context):  # noqa: ANN001, ANN201, N802
+    async def ListWorkers(self, request, context):
         self.received.requests.append(request)
         worker = types_pb2.Worker(id="w-1", status=types_pb2.WORKER_STATUS_ONLINE)
         pagination = types_pb2.Pagination(limit=50, offset=0, total=1)
@@ -117,7 +117,7 @@ class FakeMonitoringService(monitoring_pb2_grpc.MonitoringServiceServicer):
     def __init__(self, received: Received) -> None:
         self.received = received
 
-    async def GetHealth(self, request, context):  # noqa: ANN001, ANN201, N802
+    async def GetHealth(self, request, context):
         self.received.requests.append(request)
         return monitoring_pb2.GetHealthResponse(status="ok", role="leader", etcd_reachable=True)
 
@@ -378,3 +378,16 @@ async def test_gateway_bug_is_500_envelope_and_logged() -> None:
     assert failures[0]["exc_info"] is True
     assert failures[1]["status"] == 500
     assert failures[1]["path"] == "/health"
+
+
+async def test_oversized_body_is_413_envelope(
+    http: httpx.AsyncClient, received: list[Message]
+) -> None:
+    response = await http.post("/api/jobs", content=b" " * (MAX_BODY_BYTES + 1))
+
+    assert response.status_code == 413
+    assert response.json()["success"] is False
+    assert response.json()["error"]["message"] == (
+        f"request body is larger than {MAX_BODY_BYTES} bytes; send a smaller payload"
+    )
+    assert received == []

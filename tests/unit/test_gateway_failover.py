@@ -34,7 +34,7 @@ WRITE = BINDINGS["CreateJob"]
 
 
 class FakeReplica(monitoring_pb2_grpc.MonitoringServiceServicer, jobs_pb2_grpc.JobServiceServicer):
-    """Answers GetHealth (a read) and CreateJob (a write) as `mode` says."""
+    """Fake replica that serves GetHealth (a read) and CreateJob (a write) as `mode` selects."""
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -55,11 +55,11 @@ class FakeReplica(monitoring_pb2_grpc.MonitoringServiceServicer, jobs_pb2_grpc.J
         context.set_trailing_metadata(trailers_for(error, code))
         await context.abort(code, str(error))
 
-    async def GetHealth(self, request, context):  # noqa: ANN001, ANN201, N802
+    async def GetHealth(self, request, context):
         await self._fail_if_asked(context)
         return monitoring_pb2.GetHealthResponse(status="ok", coordinator_id=self.name)
 
-    async def CreateJob(self, request, context):  # noqa: ANN001, ANN201, N802
+    async def CreateJob(self, request, context):
         await self._fail_if_asked(context)
         return jobs_pb2.CreateJobResponse(job=types_pb2.Job(id=f"job-from-{self.name}"))
 
@@ -109,7 +109,7 @@ def dead_address() -> str:
 @pytest.mark.parametrize(("binding", "kind"), [(READ, "read"), (WRITE, "write")])
 async def test_dead_address_is_skipped(
     start_replica: StartReplica, clients: Callable[..., CoordinatorClient], binding, kind: str
-) -> None:  # noqa: ANN001
+) -> None:
     live, address = await start_replica("live")
     client = clients([dead_address(), address])
 

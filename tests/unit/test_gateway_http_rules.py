@@ -120,15 +120,23 @@ def _bad_file(name: str, rule: http_pb2.HttpRule) -> descriptor_pb2.FileDescript
     [
         ("badvar", http_pb2.HttpRule(get="/items/{item_id=items/*}"), "unsupported path variable"),
         ("nofield", http_pb2.HttpRule(get="/items/{missing}"), "has no field 'missing'"),
-        ("badbody", http_pb2.HttpRule(post="/items", body="item_id"), "must name a singular message"),
-        ("badresponse", http_pb2.HttpRule(get="/items", response_body="x"), "response has no field"),
+        (
+            "badbody",
+            http_pb2.HttpRule(post="/items", body="item_id"),
+            "must name a singular message",
+        ),
+        (
+            "badresponse",
+            http_pb2.HttpRule(get="/items", response_body="x"),
+            "response has no field",
+        ),
         ("verb", http_pb2.HttpRule(post="/items/{item_id}:run"), "custom verbs"),
     ],
-)  # fmt: skip
+)
 def test_unsupported_annotation_is_rejected(
     name: str, rule: http_pb2.HttpRule, message_part: str
 ) -> None:
-    # The default pool is the one whose options parser knows the google.api.http extension.
+    # Only the default pool has the google.api.http extension registered for parsing options.
     pool = descriptor_pool.Default()
     file_proto = _bad_file(name, rule)
     try:

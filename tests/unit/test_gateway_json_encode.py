@@ -26,7 +26,7 @@ def timestamp(text: str) -> timestamp_pb2.Timestamp:
     return value
 
 
-def binding_for(method_name: str):  # noqa: ANN201
+def binding_for(method_name: str):
     return next(b for b in bindings_from_files() if b.method.name == method_name)
 
 
@@ -85,11 +85,23 @@ def test_encode_run_writes_every_field() -> None:
         (types_pb2.Job(), "retryPolicy", None),
         (types_pb2.Job(), "payload", None),
         (types_pb2.Job(), "dependencies", []),
-        (types_pb2.Job(retry_policy=types_pb2.RetryPolicy()), "retryPolicy", {"maxRetries": 0, "retryDelay": 0}),
-        (types_pb2.Job(next_run=timestamp("2026-12-04T10:00:00.000001Z")), "nextRun", "2026-12-04T10:00:00.000001Z"),
-        (types_pb2.Job(created_at=timestamp("1970-01-01T00:00:00Z")), "createdAt", "1970-01-01T00:00:00Z"),
+        (
+            types_pb2.Job(retry_policy=types_pb2.RetryPolicy()),
+            "retryPolicy",
+            {"maxRetries": 0, "retryDelay": 0},
+        ),
+        (
+            types_pb2.Job(next_run=timestamp("2026-12-04T10:00:00.000001Z")),
+            "nextRun",
+            "2026-12-04T10:00:00.000001Z",
+        ),
+        (
+            types_pb2.Job(created_at=timestamp("1970-01-01T00:00:00Z")),
+            "createdAt",
+            "1970-01-01T00:00:00Z",
+        ),
     ],
-)  # fmt: skip
+)
 def test_encode_job_field(job: types_pb2.Job, key: str, expected: object) -> None:
     assert encode_message(job)[key] == expected
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -37,7 +38,14 @@ def dead_coordinator() -> str:
 def running_gateway(dead_coordinator: str) -> Iterator[tuple[subprocess.Popen[str], int]]:
     port = free_port()
     process = subprocess.Popen(
-        gateway_command("--listen", f"127.0.0.1:{port}", "--coordinators", dead_coordinator),
+        gateway_command(
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--coordinators",
+            dead_coordinator,
+            "--log-format",
+            "json",
+        ),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -103,15 +111,26 @@ def test_port_taken_exits_with_one_line(dead_coordinator: str) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--listen", "8080"], "argument --listen: '8080' is not HOST:PORT, such as 127.0.0.1:8080"),
-        (["--coordinators", "a:1,b"], "argument --coordinators: 'b' is not HOST:PORT, such as 127.0.0.1:8080"),
+        (
+            ["--listen", "8080"],
+            "argument --listen: '8080' is not HOST:PORT, such as 127.0.0.1:8080",
+        ),
+        (
+            ["--coordinators", "a:1,b"],
+            "argument --coordinators: 'b' is not HOST:PORT, such as 127.0.0.1:8080",
+        ),
         (["--coordinators", "a:0"], "argument --coordinators: 'a:0' has no port from 1 to 65535"),
-        (["--coordinators", "a:1", "--log-format", "xml"], "argument --log-format: invalid choice: 'xml'"),
+        (
+            ["--coordinators", "a:1", "--log-format", "xml"],
+            "argument --log-format: invalid choice: 'xml'",
+        ),
         ([], "--coordinators is required (or set TASKSCHEDULER_COORDINATORS)"),
     ],
-)  # fmt: skip
+)
 def test_bad_flag_exits_2_with_one_line(args: list[str], message: str) -> None:
-    env = {"PATH": "/usr/bin:/bin"}
+    env = {
+        name: value for name, value in os.environ.items() if not name.startswith("TASKSCHEDULER_")
+    }
     result = subprocess.run(
         gateway_command(*args), capture_output=True, text=True, timeout=30, env=env
     )

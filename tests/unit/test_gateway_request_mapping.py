@@ -18,7 +18,7 @@ def build(
     path: dict[str, str] | None = None,
     query: list[tuple[str, str]] | None = None,
     body: bytes = b"",
-):  # noqa: ANN201
+):
     binding: HttpBinding = BINDINGS[method_name]
     return build_request(binding, path_params=path or {}, query=query or [], body=body)
 
