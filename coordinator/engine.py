@@ -133,7 +133,7 @@ class Engine:
         for task in runtime.tasks:
             task.cancel()
         await asyncio.gather(*runtime.tasks, return_exceptions=True)
-        log.warning("leader loops stopped")
+        log.info("leader loops stopped")
 
     async def _rebuild(self, state: LeaderState) -> None:
         for job in self._cache.all():

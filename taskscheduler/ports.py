@@ -51,3 +51,18 @@ def find_free_ports(count: int, host: str = LOOPBACK) -> list[int]:
 def find_free_port(host: str = LOOPBACK) -> int:
     """Return one port that was free on `host` a moment ago."""
     return find_free_ports(1, host)[0]
+
+
+def find_free_port_run(count: int, host: str = LOOPBACK, attempts: int = 100) -> int:
+    """Return the first of `count` consecutive ports that were all free on `host` a moment ago.
+
+    `taskscheduler dev` needs this for etcd, whose peer port is its client port plus one.
+    Raises OSError after `attempts` tries without such a run.
+    """
+    for _ in range(attempts):
+        first = find_free_port(host)
+        if first + count - 1 <= 65535 and all(
+            is_port_free(port, host) for port in range(first + 1, first + count)
+        ):
+            return first
+    raise OSError(f"found no {count} consecutive free ports on {host} in {attempts} tries")

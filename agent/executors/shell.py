@@ -14,6 +14,7 @@ out of reach.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 from collections.abc import Mapping
@@ -74,9 +75,13 @@ def parse_shell_payload(payload: Mapping[str, Any]) -> ShellPayload:
     cwd = optional_string(payload, "cwd")
     if cwd is not None and not os.path.isdir(cwd):
         raise InvalidArgumentError(payload_field("cwd"), f"directory {cwd!r} does not exist")
-    return ShellPayload(
-        command=tuple(command), env=optional_string_map(payload, "env"), cwd=cwd or None
-    )
+    env = optional_string_map(payload, "env")
+    for name in env:
+        if not name or "=" in name or "\0" in name:
+            raise InvalidArgumentError(
+                payload_field("env"), f"{name!r} is not a valid environment variable name"
+            )
+    return ShellPayload(command=tuple(command), env=env, cwd=cwd or None)
 
 
 def attempt_environment(attempt: AttemptContext, extra: Mapping[str, str]) -> dict[str, str]:
@@ -136,6 +141,10 @@ class ShellExecutor:
         finally:
             # Runs on normal exit, on timeout and on cancellation alike.
             await terminate_group(group_id, grace_s=self._kill_grace_s)
+            if process.returncode is None:
+                # The child left its process group (setpgid), so kill it by pid.
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
             await process.wait()
             if reader is not None:
                 await _finish_reading(reader)
@@ -164,8 +173,9 @@ async def _spawn(
         return AttemptResult.failed(
             f"invalid payload.command: program {program!r} is not executable"
         )
-    except OSError as error:
-        return AttemptResult.failed(f"invalid payload.command: cannot start {program!r}: {error}")
+    except (OSError, ValueError) as error:
+        # ValueError: a NUL byte in an argument or an environment value.
+        return AttemptResult.failed(f"invalid payload: cannot start {program!r}: {error}")
 
 
 def _result_of(

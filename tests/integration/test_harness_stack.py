@@ -13,7 +13,7 @@ import httpx
 import pytest
 from harness import ApiClient, ProcessHandle, Stack, wait_until
 
-from taskscheduler.ports import find_free_ports, is_port_free
+from taskscheduler.ports import find_free_port_run, find_free_ports
 
 pytestmark = pytest.mark.integration
 
@@ -95,7 +95,7 @@ def test_dev_command_serves_and_stops_on_sigint(tmp_path: Path) -> None:
 def _dev_ports() -> tuple[int, int, int]:
     """Return free ports for etcd, the coordinator and the gateway; etcd's port + 1 is free too."""
     while True:
-        etcd_port, coordinator_port, gateway_port = find_free_ports(3)
-        peer_port = etcd_port + 1
-        if peer_port not in (coordinator_port, gateway_port) and is_port_free(peer_port):
+        etcd_port = find_free_port_run(2)
+        coordinator_port, gateway_port = find_free_ports(2)
+        if not {coordinator_port, gateway_port} & {etcd_port, etcd_port + 1}:
             return etcd_port, coordinator_port, gateway_port

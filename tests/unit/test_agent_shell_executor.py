@@ -180,6 +180,14 @@ BAD_PAYLOADS = [
         "invalid payload.env: must be an object of string values, got list",
     ),
     (
+        {"command": ["ls"], "env": {"A=B": "1"}},
+        "invalid payload.env: 'A=B' is not a valid environment variable name",
+    ),
+    (
+        {"command": ["echo", "a\0b"]},
+        "invalid payload: cannot start 'echo': embedded null byte",
+    ),
+    (
         {"command": ["ls"], "shell": True},
         "invalid payload.shell: unknown key 'shell'; expected keys: command, cwd, env",
     ),

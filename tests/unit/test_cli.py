@@ -10,7 +10,7 @@ import pytest
 
 from taskscheduler import cli
 from taskscheduler.devstack import DEV_WORKER_ID, DevConfig, describe_exit, dev_children
-from taskscheduler.ports import find_free_ports, is_port_free
+from taskscheduler.ports import find_free_port, find_free_port_run, is_port_free
 
 ENV_NAMES = [option.env for option in cli.DEV_OPTIONS]
 
@@ -203,7 +203,10 @@ def test_is_port_free_sees_listener(listening_port: int) -> None:
 def test_dev_exits_when_port_taken(
     tmp_path: Path, listening_port: int, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    etcd_port, coordinator_port = find_free_ports(2)
+    etcd_port = find_free_port_run(2)
+    coordinator_port = find_free_port()
+    while coordinator_port in (etcd_port, etcd_port + 1):
+        coordinator_port = find_free_port()
     argv = [
         "dev",
         *("--data-dir", str(tmp_path / "data")),
