@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import random
 import socket
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -275,7 +275,7 @@ class Agent:
             backoff.reset()
             self._start_assignments(response.assignments)
 
-    def _start_assignments(self, assignments: Any) -> None:
+    def _start_assignments(self, assignments: Iterable[workers_pb2.Assignment]) -> None:
         for assignment in assignments:
             if self._runner.free_slots <= 0:
                 # The coordinator must never send more than requested; the extra
@@ -290,8 +290,11 @@ class Agent:
             self._runner.start(context_from_proto(assignment))
 
     async def _heartbeat_loop(self) -> None:
+        # Beats are spaced from start to start, so a slow call does not stretch the interval.
+        next_beat_at = self._clock.monotonic() + self._heartbeat_interval_s
         while True:
-            await self._clock.sleep(self._heartbeat_interval_s)
+            await self._clock.sleep(next_beat_at - self._clock.monotonic())
+            next_beat_at = self._clock.monotonic() + self._heartbeat_interval_s
             await self._heartbeat()
 
     async def _heartbeat(self) -> None:
@@ -304,8 +307,18 @@ class Agent:
             response = await self._client.call(
                 "Heartbeat", request, timeout_s=interval_s, give_up_after_s=interval_s
             )
-        except (grpc.aio.AioRpcError, CoordinatorUnavailableError) as error:
+        except CoordinatorUnavailableError as error:
             _log.warning("heartbeat failed; retrying at the next interval", error=str(error))
+            return
+        except grpc.aio.AioRpcError as error:
+            _log.warning(
+                "heartbeat rejected; retrying at the next interval",
+                code=error.code().name,
+                details=error.details(),
+            )
+            if error.code() == grpc.StatusCode.NOT_FOUND:
+                # The coordinator lost this worker's registration.
+                await self._register()
             return
 
         for revoked in response.revoked:
