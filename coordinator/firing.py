@@ -65,7 +65,7 @@ class Firer:
 
     async def execute_now(self, job_id: str) -> Run:
         """Queue a manual run of the job, paused or not."""
-        for _ in range(3):
+        for _ in range(10):
             job = await self._read_job(job_id)
             now = self._clock.now()
             run = _new_run(job, ids.manual_run_id(job.id, now), now, RunTrigger.MANUAL)

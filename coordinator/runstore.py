@@ -24,14 +24,19 @@ from aetcd import rpc
 from taskscheduler.coordinator import codec, etcd
 from taskscheduler.coordinator.keys import KeyLayout
 from taskscheduler.coordinator.model import Job, Run
-from taskscheduler.errors import LostLeadershipError, SchedulerError, StaleLeaseError
+from taskscheduler.errors import (
+    FailedPreconditionError,
+    LostLeadershipError,
+    SchedulerError,
+    StaleLeaseError,
+)
 
 
-class JobChangedError(SchedulerError):
+class JobChangedError(FailedPreconditionError):
     """The job record moved on since it was read; re-read it and decide again."""
 
     def __init__(self, job_id: str) -> None:
-        super().__init__(f"job {job_id!r} changed during the write")
+        super().__init__(f"job {job_id!r} changed during the write; retry the request")
         self.job_id = job_id
 
 

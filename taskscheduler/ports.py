@@ -1,6 +1,6 @@
 """TCP port checks and free-port allocation on the loopback interface.
 
-Both helpers bind with SO_REUSEADDR, as etcd, gRPC and uvicorn do, so a
+Every helper binds with SO_REUSEADDR, as etcd, gRPC and uvicorn do, so a
 port whose last connection lingers in TIME_WAIT counts as free while a
 port with a listening socket does not.
 """
@@ -56,7 +56,7 @@ def find_free_port(host: str = LOOPBACK) -> int:
 def find_free_port_run(count: int, host: str = LOOPBACK, attempts: int = 100) -> int:
     """Return the first of `count` consecutive ports that were all free on `host` a moment ago.
 
-    `taskscheduler dev` needs this for etcd, whose peer port is its client port plus one.
+    Tests that run `taskscheduler dev` need this for etcd, whose peer port is the next one.
     Raises OSError after `attempts` tries without such a run.
     """
     for _ in range(attempts):

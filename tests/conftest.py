@@ -9,7 +9,7 @@ lines of every process it started are added to its report.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from pathlib import Path
 
 import aetcd
@@ -33,7 +33,9 @@ _LOG_FILES = pytest.StashKey[dict[str, Path]]()
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
     if report.failed and report.when in ("setup", "call"):
         for name, path in _log_files_of(item).items():
@@ -44,7 +46,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 def _log_files_of(item: pytest.Item) -> dict[str, Path]:
-    log_files = dict(item.stash.get(_LOG_FILES, {}))
+    recorded: dict[str, Path] = item.stash.get(_LOG_FILES, {})
+    log_files = {**recorded}
     components = item.stash.get(_COMPONENTS, None)
     if components is not None:
         log_files |= {handle.name: handle.log_path for handle in components.started}
@@ -144,7 +147,7 @@ def start_agent(components: Components) -> Callable[..., AgentHandle]:
 
 @pytest.fixture
 def start_gateway(components: Components) -> Callable[..., ProcessHandle]:
-    """Factory: `start_gateway(**flags)` starts a gateway and waits until /health answers 200."""
+    """Factory: `start_gateway(**flags)` starts a gateway and waits until /health returns 200."""
     return components.start_gateway
 
 

@@ -1,10 +1,10 @@
 """Start coordinators, agents and gateways as real processes for one test.
 
-`Components` builds each command line from keyword flags
-(`lease_ttl_s=3` becomes `--lease-ttl-s 3`), fills in what the test did
-not say (a free port, the test's etcd and key prefix, the coordinators
-started so far), waits for readiness, and stops everything in reverse
-start order at teardown.
+`Components` builds each command line from keyword flags, so that
+`lease_ttl_s=3` becomes `--lease-ttl-s 3`. It fills in what the test
+leaves out: a free port, the test's etcd and key prefix, and the
+coordinators started so far. It waits for readiness, and at teardown
+stops everything in reverse start order.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +44,8 @@ FAST_AGENT_FLAGS: Mapping[str, object] = {"shutdown_grace_s": 3}
 def flags_to_argv(flags: Mapping[str, object]) -> list[str]:
     """Turn keyword flags into command-line arguments.
 
-    `name_s=3` becomes `--name-s 3`; True adds the bare flag and False or
-    None leaves it out; a list or tuple is joined with commas and a dict
+    `name_s=3` becomes `--name-s 3`. True adds the bare flag, and False or
+    None leaves it out. A list or tuple is joined with commas, and a dict
     becomes `k=v,k2=v2`.
     """
     argv: list[str] = []
@@ -178,9 +179,7 @@ def _worker_probe(coordinators: list[str], worker_id: str) -> Callable[[float], 
         errors = []
         for address in coordinators:
             try:
-                run_coroutine_blocking(
-                    lambda address=address: probe_worker_registered(address, worker_id, since)
-                )
+                run_coroutine_blocking(partial(probe_worker_registered, address, worker_id, since))
             except Exception as error:
                 errors.append(f"{address}: {error!r}")
             else:

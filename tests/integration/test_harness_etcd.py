@@ -40,11 +40,11 @@ def test_session_etcd_runs_with_dev_flags(etcd: EtcdServer) -> None:
     assert etcd.returncode is None
 
 
-async def test_paused_etcd_stops_answering(start_etcd: Callable[[], EtcdServer]) -> None:
+async def test_paused_etcd_stops_responding(start_etcd: Callable[[], EtcdServer]) -> None:
     server = start_etcd()
 
     server.pause()
-    with pytest.raises(EtcdStartError, match=r"did not answer within 1\.0 s"):
+    with pytest.raises(EtcdStartError, match=r"did not respond within 1\.0 s"):
         await server.wait_ready(timeout_s=1.0)
     server.resume()
     await server.wait_ready(timeout_s=10.0)
@@ -58,7 +58,7 @@ async def test_killed_etcd_fails_readiness_with_log(
     server = start_etcd()
 
     code = server.kill()
-    with pytest.raises(EtcdStartError, match="exited with code -9 before it answered") as caught:
+    with pytest.raises(EtcdStartError, match="exited with code -9 before it responded") as caught:
         await server.wait_ready(timeout_s=5.0)
 
     assert code == -signal.SIGKILL

@@ -28,7 +28,7 @@ while True:
 
 
 def _standin(tmp_path: Path, *, on_sigterm: str = "exit") -> ProcessHandle:
-    """A handle that is ready once the ready file holds the pid of its current process."""
+    """A handle that is ready once the ready file contains the pid of its current process."""
     ready_file = tmp_path / "ready"
 
     def probe(_started_at: float) -> None:

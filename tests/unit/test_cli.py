@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from taskscheduler import cli
-from taskscheduler.devstack import DEV_WORKER_ID, DevConfig, describe_exit, dev_children
-from taskscheduler.ports import find_free_port, find_free_port_run, is_port_free
+from taskscheduler.cli import DevConfig
+from taskscheduler.devstack import DEV_WORKER_ID, describe_exit, dev_children
+from taskscheduler.ports import find_free_port, find_free_port_run, find_free_ports, is_port_free
 
 ENV_NAMES = [option.env for option in cli.DEV_OPTIONS]
 
@@ -265,9 +266,9 @@ def test_dev_children_plan(tmp_path: Path) -> None:
         "127.0.0.1:12379",
         *console,
     ]
-    assert agent[-8:] == [
+    assert agent[-10:] == [
         *("--coordinators", "127.0.0.1:15051", "--worker-id", DEV_WORKER_ID),
-        *("--max-concurrent", "7", *console),
+        *("--max-concurrent", "7", "--shutdown-grace-s", "5", *console),
     ]
     assert gateway[-6:] == [
         *("--listen", "127.0.0.1:18080", "--coordinators", "127.0.0.1:15051", *console),
@@ -299,3 +300,17 @@ def test_dev_config_rejects(tmp_path: Path, overrides: dict[str, int], message: 
         DevConfig(data_dir=tmp_path, **overrides)  # type: ignore[arg-type]
 
     assert str(caught.value) == message
+
+
+def test_find_free_ports_are_distinct_and_free() -> None:
+    ports = find_free_ports(5)
+
+    assert len(set(ports)) == 5
+    assert all(is_port_free(port) for port in ports)
+
+
+def test_find_free_port_run_is_consecutive() -> None:
+    first = find_free_port_run(2)
+
+    assert is_port_free(first)
+    assert is_port_free(first + 1)
