@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 BUF := node_modules/.bin/buf
 PROTO_FILES := $(wildcard proto/taskscheduler/v1/*.proto)
+# Test processes fork children while gRPC threads run; see taskscheduler/__init__.py.
+export GRPC_ENABLE_FORK_SUPPORT := false
 GOOGLEAPIS = $(shell $(BIN)/python -c 'import os; from google.api import annotations_pb2 as a; print(os.path.dirname(a.__file__))')
 
 .PHONY: dev test unit integration lint proto check-proto bench clean

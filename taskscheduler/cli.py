@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from taskscheduler import __version__, logs
+from taskscheduler.devstack import Supervisor, dev_children
 from taskscheduler.errors import SchedulerError
+from taskscheduler.etcd_server import EtcdNotFoundError
 from taskscheduler.ports import LOOPBACK, is_port_free
 
 EXIT_FAILURE = 1
@@ -315,11 +317,6 @@ def _print_error(message: str) -> None:
 
 def run_dev(config: DevConfig) -> int:
     """Run the dev stack in the foreground and return the exit code."""
-    # Imported here because they import grpc, and `main` must configure
-    # gRPC through the environment before that.
-    from taskscheduler.devstack import Supervisor, dev_children
-    from taskscheduler.etcd_server import EtcdNotFoundError
-
     try:
         check_ports(config)
         children = dev_children(config)
@@ -348,12 +345,6 @@ def _dev_command(
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     """Entry point of the `taskscheduler` console script; returns the exit code."""
-    # The supervisor forks children while its gRPC probes have threads
-    # running, and gRPC's fork handlers then print a warning for every
-    # child. The children exec at once, so they need no gRPC fork handling.
-    # gRPC reads this variable when it is imported; children inherit it.
-    os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
-
     args = build_parser().parse_args(argv)
     try:
         return args.run(args, os.environ if environ is None else environ, args.command_parser)

