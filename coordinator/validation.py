@@ -356,12 +356,15 @@ def apply_update(current: JobSpec, draft: JobDraft, paths: Sequence[str]) -> Job
     `paths` are the update mask's snake_case proto field names. Each named
     field takes the draft's value, and the rest keep the current one. An empty
     mask replaces every spec field with the draft's, so fields the draft
-    leaves unset fall back to their defaults.
+    leaves unset fall back to their defaults. Output-only fields (id, status,
+    times) are ignored, as they are on create, so a client may send back a
+    job it read.
     """
-    for path in paths:
-        _check_update_path(path)
     if not paths:
         return draft
+    paths = [path for path in paths if path not in _OUTPUT_ONLY_PATHS]
+    for path in paths:
+        _check_update_path(path)
 
     merged = _draft_of(current)
     for path in paths:
@@ -380,12 +383,6 @@ def apply_update(current: JobSpec, draft: JobDraft, paths: Sequence[str]) -> Job
 def _check_update_path(path: str) -> None:
     if path in _UPDATABLE_PATHS or path in _RETRY_POLICY_PATHS:
         return
-    if path in _OUTPUT_ONLY_PATHS:
-        raise InvalidArgumentError(
-            "updateMask",
-            f"updateMask path {_show(path)} names an output-only field, which a client cannot "
-            "set. Remove it from the mask",
-        )
     known = ", ".join([*_UPDATABLE_PATHS, *_RETRY_POLICY_PATHS])
     raise InvalidArgumentError(
         "updateMask",

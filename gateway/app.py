@@ -66,11 +66,14 @@ def create_app(client: Caller, bindings: Sequence[HttpBinding] | None = None) ->
         Route("/openapi.json", serve_openapi, methods=["GET"]),
         *api_routes(bindings, client),
     ]
-    return Starlette(
+    app = Starlette(
         routes=routes,
         middleware=[Middleware(RequestLogMiddleware)],
         exception_handlers={HTTPException: _http_error, Exception: _unexpected_error},
     )
+    # /api/jobs/ is not /api/jobs: an unknown path gets a 404 envelope, not a redirect.
+    app.router.redirect_slashes = False
+    return app
 
 
 def api_routes(bindings: Sequence[HttpBinding], client: Caller) -> list[Route]:

@@ -253,7 +253,8 @@ def read_log_tail(path: Path, max_lines: int = 40) -> str:
 def run_coroutine_blocking(make_coroutine: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run the coroutine that `make_coroutine` returns on a fresh event loop in a helper thread.
 
-    This works whether or not the calling thread already runs a loop.
+    This works whether or not the calling thread already runs a loop, and
+    blocks that loop until the coroutine finishes.
     """
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as executor:
         return executor.submit(lambda: asyncio.run(make_coroutine())).result()
@@ -332,7 +333,7 @@ class EtcdServer:
             raise
 
     def start(self, timeout_s: float = 30.0) -> None:
-        """Launch etcd and block until it responds, from sync code or inside a running loop."""
+        """Launch etcd and block until it responds; callable with or without a running loop."""
         self.launch()
         try:
             run_coroutine_blocking(lambda: self.wait_ready(timeout_s))

@@ -313,8 +313,9 @@ async def test_unimplemented_rpc_maps_to_501(http: httpx.AsyncClient) -> None:
     assert response.json()["error"]["code"] == "UNIMPLEMENTED"
 
 
-async def test_unknown_path_is_404_envelope(http: httpx.AsyncClient) -> None:
-    response = await http.get("/api/nothing")
+@pytest.mark.parametrize("path", ["/api/nothing", "/api/jobs/", "/api/jobs/%2F"])
+async def test_unknown_path_is_404_envelope(http: httpx.AsyncClient, path: str) -> None:
+    response = await http.get(path)
 
     assert response.status_code == 404
     assert response.json()["success"] is False

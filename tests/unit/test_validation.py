@@ -342,14 +342,25 @@ def test_apply_update_result_validates() -> None:
 
 
 @pytest.mark.parametrize(
+    "paths",
+    [["id"], ["status", "next_run", "last_run"], ["created_at", "updated_at"]],
+)
+def test_apply_update_ignores_output_only(paths: list[str]) -> None:
+    merged = apply_update(CURRENT, UPDATE, paths)
+
+    assert validate_job_spec(merged) == CURRENT
+
+
+def test_apply_update_output_only_beside_field() -> None:
+    merged = apply_update(CURRENT, UPDATE, ["id", "priority", "status"])
+
+    assert merged.priority is UPDATE.priority
+    assert merged.name == CURRENT.name
+
+
+@pytest.mark.parametrize(
     ("paths", "message_part"),
     [
-        (["id"], 'updateMask path "id" names an output-only field'),
-        (["status"], "output-only"),
-        (["next_run"], "output-only"),
-        (["last_run"], "output-only"),
-        (["created_at"], "output-only"),
-        (["updated_at"], "output-only"),
         (["retryPolicy"], 'updateMask path "retryPolicy" is not a job field'),
         (["payload.command"], '"payload.command" is not a job field'),
         ([""], 'updateMask path "" is not a job field'),
