@@ -31,10 +31,12 @@ from google.protobuf.message import DecodeError, Message
 from taskscheduler.coordinator.model import (
     Attempt,
     AttemptOutcome,
+    ConcurrencyPolicy,
     Job,
     JobSpec,
     JobStatus,
     JobType,
+    MisfirePolicy,
     Priority,
     RetryPolicy,
     Run,
@@ -99,6 +101,10 @@ RUN_STATUSES = _enum_map(RunStatus, types_pb2.RunStatus, "RUN_STATUS_")
 RUN_TRIGGERS = _enum_map(RunTrigger, types_pb2.RunTrigger, "RUN_TRIGGER_")
 ATTEMPT_OUTCOMES = _enum_map(AttemptOutcome, types_pb2.AttemptOutcome, "ATTEMPT_OUTCOME_")
 WORKER_STATUSES = _enum_map(WorkerStatus, types_pb2.WorkerStatus, "WORKER_STATUS_")
+MISFIRE_POLICIES = _enum_map(MisfirePolicy, types_pb2.MisfirePolicy, "MISFIRE_POLICY_")
+CONCURRENCY_POLICIES = _enum_map(
+    ConcurrencyPolicy, types_pb2.ConcurrencyPolicy, "CONCURRENCY_POLICY_"
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -120,6 +126,12 @@ class JobDraft:
     retry_policy: RetryPolicy = field(default_factory=RetryPolicy)
     timeout_s: int = 0
     dependencies: tuple[str, ...] = ()
+    misfire_policy: MisfirePolicy | None = None
+    catch_up_window_s: int = 0
+    concurrency_policy: ConcurrencyPolicy | None = None
+    jitter_s: int = 0
+    start_at: datetime | None = None
+    end_at: datetime | None = None
 
 
 # Timestamps
@@ -227,6 +239,12 @@ def job_to_proto(job: Job, *, status: JobStatus | None = None) -> types_pb2.Job:
         last_run=datetime_to_timestamp(job.last_fire_at),
         created_at=datetime_to_timestamp(job.created_at),
         updated_at=datetime_to_timestamp(job.updated_at),
+        misfire_policy=MISFIRE_POLICIES.to_proto(spec.misfire_policy),
+        catch_up_window=spec.catch_up_window_s,
+        concurrency_policy=CONCURRENCY_POLICIES.to_proto(spec.concurrency_policy),
+        jitter=spec.jitter_s,
+        start_at=datetime_to_timestamp(spec.start_at),
+        end_at=datetime_to_timestamp(spec.end_at),
     )
 
 
@@ -250,6 +268,14 @@ def job_spec_from_proto(message: types_pb2.Job) -> JobDraft:
         ),
         timeout_s=message.timeout,
         dependencies=tuple(message.dependencies),
+        misfire_policy=MISFIRE_POLICIES.from_proto(message.misfire_policy, field="misfirePolicy"),
+        catch_up_window_s=message.catch_up_window,
+        concurrency_policy=CONCURRENCY_POLICIES.from_proto(
+            message.concurrency_policy, field="concurrencyPolicy"
+        ),
+        jitter_s=message.jitter,
+        start_at=timestamp_to_datetime(message.start_at),
+        end_at=timestamp_to_datetime(message.end_at),
     )
 
 
@@ -340,6 +366,12 @@ def decode_job(key: str, data: bytes, revision: int) -> Job:
             retry_policy=draft.retry_policy,
             timeout_s=draft.timeout_s,
             dependencies=draft.dependencies,
+            misfire_policy=draft.misfire_policy or MisfirePolicy.RUN_ONCE,
+            catch_up_window_s=draft.catch_up_window_s,
+            concurrency_policy=draft.concurrency_policy or ConcurrencyPolicy.ALLOW,
+            jitter_s=draft.jitter_s,
+            start_at=draft.start_at,
+            end_at=draft.end_at,
         )
         return Job(
             id=_required(message.id or None, "id"),

@@ -6,6 +6,8 @@ applies the result in one fenced transaction.
 
 from __future__ import annotations
 
+import hashlib
+from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -14,45 +16,113 @@ from taskscheduler.coordinator.model import (
     Job,
     JobStatus,
     JobType,
+    MisfirePolicy,
     RetryPolicy,
     RunStatus,
 )
 from taskscheduler.schedule import Schedule
 
-# A job that missed more slots than this (a long outage of a per-second
-# schedule) is not walked slot by slot; its newest walked slot stands for all.
-MAX_MISSED_SLOTS_WALKED = 1000
+# A slot fired less than this late counts as on time, not missed.
+MISFIRE_GRACE = timedelta(seconds=1)
+# Missed slots walked one by one before jumping ahead; beyond it, run_once
+# and skip look back this far only, so a per-second job after a long outage
+# is not walked slot by slot.
+MAX_WALKED_SLOTS = 10_000
+DENSE_LOOKBACK = timedelta(hours=1)
+# At most this many slots are fired in one catch-up.
+MAX_CATCH_UP_SLOTS = 1000
 
 
 @dataclass(frozen=True, slots=True)
 class FirePlan:
-    """The slot to fire now (None when nothing is due) and the job's next fire time."""
+    """The slots to fire now, oldest first, the job's next fire time, and what was dropped."""
 
-    slot: datetime | None
+    slots: tuple[datetime, ...]
     next_fire_at: datetime | None
-    missed_slots: int = 0
+    dropped_slots: int = 0
 
 
 def plan_fire(job: Job, schedule: Schedule, now: datetime) -> FirePlan:
-    """Decide what a due job fires.
+    """Decide which slots a due job fires, by its misfire policy and its window.
 
-    Missed slots are coalesced: after an outage, the newest missed slot gets
-    one run and the older ones are skipped (`missed_slots` counts them). The
-    next fire time is the first slot after `now`.
+    A slot more than MISFIRE_GRACE old counts as missed: `skip` drops missed
+    slots, `run_once` fires only the newest of them, and `catch_up` fires
+    each one within the catch-up window, oldest first. On-time slots always
+    fire. A one-time job fires its instant however late. Slots after
+    `end_at` never fire. The next fire time is the first slot after `now`.
     """
-    if job.next_fire_at is None or job.next_fire_at > now or job.paused:
-        return FirePlan(slot=None, next_fire_at=job.next_fire_at)
+    if job.paused or job.next_fire_at is None or job.next_fire_at > now:
+        return FirePlan(slots=(), next_fire_at=job.next_fire_at)
+    spec = job.spec
+    if spec.type is JobType.ONE_TIME:
+        return FirePlan(slots=(job.next_fire_at,), next_fire_at=None)
 
-    slot = job.next_fire_at
+    catch_up = spec.misfire_policy is MisfirePolicy.CATCH_UP
+    lookback = timedelta(seconds=spec.catch_up_window_s) if catch_up else DENSE_LOOKBACK
+    due, walked_past = _due_slots(job.next_fire_at, schedule, now, lookback)
+    fired = _select_slots(due, spec.misfire_policy, now, lookback)
+    following = schedule.next_fire_after(now)
+    if spec.end_at is not None:
+        fired = [slot for slot in fired if slot <= spec.end_at]
+        if following is not None and following > spec.end_at:
+            following = None
+    dropped = walked_past + len(due) - len(fired)
+    return FirePlan(slots=tuple(fired), next_fire_at=following, dropped_slots=dropped)
+
+
+def _due_slots(
+    first: datetime, schedule: Schedule, now: datetime, lookback: timedelta
+) -> tuple[list[datetime], int]:
+    """Return the due slots from `first` to `now` that are worth keeping, and how many
+    older ones were passed over.
+
+    Slots are walked one by one up to MAX_WALKED_SLOTS; a longer run of missed
+    slots (a dense schedule after a long outage) jumps to the lookback, and
+    the count of passed-over slots is then a lower bound.
+    """
+    due: deque[datetime] = deque(maxlen=MAX_CATCH_UP_SLOTS)
+    passed_over = 0
+    slot: datetime | None = first
     walked = 0
-    following = schedule.next_fire_after(slot)
-    while following is not None and following <= now and walked < MAX_MISSED_SLOTS_WALKED:
-        slot = following
+    while slot is not None and slot <= now:
+        if walked == MAX_WALKED_SLOTS:
+            passed_over += len(due)
+            due.clear()
+            slot = schedule.next_fire_after(now - lookback - timedelta(microseconds=1))
+            walked += 1
+            continue
+        if len(due) == due.maxlen:
+            passed_over += 1
+        due.append(slot)
+        slot = schedule.next_fire_after(slot)
         walked += 1
-        following = schedule.next_fire_after(slot)
-    if following is not None and following <= now:
-        following = schedule.next_fire_after(now)
-    return FirePlan(slot=slot, next_fire_at=following, missed_slots=walked)
+    return list(due), passed_over
+
+
+def _select_slots(
+    due: list[datetime], policy: MisfirePolicy, now: datetime, lookback: timedelta
+) -> list[datetime]:
+    on_time = [slot for slot in due if now - slot < MISFIRE_GRACE]
+    missed = [slot for slot in due if now - slot >= MISFIRE_GRACE]
+    if policy is MisfirePolicy.CATCH_UP:
+        return [slot for slot in due if slot >= now - lookback]
+    if policy is MisfirePolicy.RUN_ONCE and missed and not on_time:
+        return missed[-1:]
+    return on_time
+
+
+def jitter_offset(
+    job_id: str, slot: datetime, jitter_s: int, following: datetime | None
+) -> timedelta:
+    """Return the slot's delay: derived from (job, slot), so every replica computes the same,
+    and kept short of the next slot."""
+    if jitter_s <= 0:
+        return timedelta(0)
+    digest = hashlib.sha256(f"{job_id}@{slot.isoformat()}".encode()).digest()
+    offset = timedelta(seconds=jitter_s * int.from_bytes(digest[:8], "big") / 2**64)
+    if following is not None:
+        offset = min(offset, (following - slot) - timedelta(milliseconds=1))
+    return max(offset, timedelta(0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,13 +161,18 @@ def judge_attempt(
 
 
 def job_status_after_run(job: Job, run_status: RunStatus, other_active_runs: int) -> JobStatus:
-    """Return the job's status once one of its runs reaches `run_status`."""
+    """Return the job's status once one of its runs reaches `run_status`.
+
+    A job that will fire no more (one-time, or recurring past its end) is
+    completed or failed by its last run; a recurring job goes back to scheduled.
+    """
     if job.paused:
         return JobStatus.PAUSED
     if other_active_runs > 0 or not run_status.is_final:
         return JobStatus.RUNNING
+    finished = job.spec.type is JobType.ONE_TIME or job.next_fire_at is None
     if run_status is RunStatus.COMPLETED:
-        return JobStatus.COMPLETED if job.spec.type is JobType.ONE_TIME else JobStatus.SCHEDULED
-    if run_status is RunStatus.CANCELLED and job.spec.type is JobType.RECURRING:
+        return JobStatus.COMPLETED if finished else JobStatus.SCHEDULED
+    if run_status is RunStatus.CANCELLED and not finished:
         return JobStatus.SCHEDULED
     return JobStatus.FAILED

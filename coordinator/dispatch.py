@@ -134,6 +134,33 @@ class Dispatcher:
             raise StaleLeaseError(held.run_id, held.attempt, held.fencing_token)
         return await self._conclude(run, lease, report)
 
+    async def cancel_job_runs(self, job_id: str, reason: str) -> int:
+        """Cancel every queued or running run of the job; return how many were cancelled.
+
+        A running attempt ends as cancelled and its lease is released, so the
+        agent's next heartbeat revokes it and the agent kills the process.
+        """
+        runs = [run for run in self._state.active.values() if run.job_id == job_id]
+        for run in runs:
+            lease = self._state.leases.get(run.id)
+            if lease is None:
+                await self._cancel_queued(run, reason)
+                continue
+            report = AttemptReport(AttemptOutcome.CANCELLED, error=reason)
+            with contextlib.suppress(StaleLeaseError):
+                await self._conclude(run, lease, report)
+        return len(runs)
+
+    async def _cancel_queued(self, run: Run, reason: str) -> None:
+        now = self._clock.now()
+        cancelled = dataclasses.replace(
+            run, status=RunStatus.CANCELLED, completed_at=now, error=reason
+        )
+        revision = await self._runs.settle(cancelled, job_before=None, job_after=None)
+        self._state.untrack(run.id)
+        self._stats.record_finish(dataclasses.replace(cancelled, revision=revision), now)
+        log.info("queued run cancelled", run_id=run.id, job_id=run.job_id, reason=reason)
+
     async def expire_leases(self) -> None:
         """End every attempt whose lease ran out, until cancelled."""
         while True:

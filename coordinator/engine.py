@@ -95,9 +95,15 @@ class Engine:
             offline_after_s=self._settings.worker_offline_after_s,
         )
         shared = dict(state=state, cache=self._cache, runs=runs, store=self._store)
-        firer = Firer(**shared, keys=self._keys, clock=self._clock, stats=self.stats)
         dispatcher = Dispatcher(
             **shared, workers=workers, keys=self._keys, clock=self._clock, stats=self.stats
+        )
+        firer = Firer(
+            **shared,
+            keys=self._keys,
+            clock=self._clock,
+            stats=self.stats,
+            cancel_runs=dispatcher.cancel_job_runs,
         )
         await workers.load()
         await self._rebuild(state)

@@ -1,10 +1,12 @@
 """The leader's firing loop: due jobs become queued runs, in batched transactions.
 
 Each pass pops the due jobs from the time index, plans each one with
-decisions.plan_fire, and commits the batch in one fenced transaction. A
-batch that conflicts is retried job by job: a job changed by a client is
-re-read and planned again; a slot that already has a run (fired by a
-previous leader) only moves the job's progress forward.
+decisions.plan_fire and firing_plan.build_firing, and commits the batch in
+one fenced transaction. A batch that conflicts is retried job by job: a job
+changed by a client is re-read and planned again; slots that already have
+runs (fired by a previous leader) are left out and the job moves on. A job
+with concurrencyPolicy `replace` and active runs is fired alone, after its
+active runs are cancelled.
 """
 
 from __future__ import annotations
@@ -12,14 +14,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from taskscheduler.clock import Clock
 from taskscheduler.coordinator import codec, etcd, ids
 from taskscheduler.coordinator.decisions import plan_fire
+from taskscheduler.coordinator.firing_plan import (
+    build_firing,
+    new_run,
+    status_when_queued,
+)
 from taskscheduler.coordinator.jobcache import JobCache
 from taskscheduler.coordinator.keys import KeyLayout
-from taskscheduler.coordinator.model import Job, JobStatus, Run, RunStatus, RunTrigger
+from taskscheduler.coordinator.model import ConcurrencyPolicy, Job, Run, RunTrigger
 from taskscheduler.coordinator.runstore import Firing, JobChangedError, RunStore, SlotTakenError
 from taskscheduler.coordinator.state import LeaderState
 from taskscheduler.coordinator.stats import Stats
@@ -28,9 +36,14 @@ from taskscheduler.logs import get_logger
 
 log = get_logger(__name__)
 
-# etcd's default limit is 128 operations per transaction; a firing takes up to 3.
+# Jobs planned per pass; with MAX_RUNS_PER_FIRING this bounds one transaction.
 FIRE_BATCH_SIZE = 40
+# Operations (and compares) per transaction, under etcd's default limit of 128.
+MAX_OPS_PER_TXN = 120
 _IDLE_WAKE_S = 1.0
+
+CancelRuns = Callable[[str, str], Awaitable[int]]
+REPLACED = "cancelled: a newer slot replaced it (concurrencyPolicy replace)"
 
 
 class Firer:
@@ -44,6 +57,7 @@ class Firer:
         keys: KeyLayout,
         clock: Clock,
         stats: Stats,
+        cancel_runs: CancelRuns,
     ) -> None:
         self._state = state
         self._cache = cache
@@ -52,6 +66,7 @@ class Firer:
         self._keys = keys
         self._clock = clock
         self._stats = stats
+        self._cancel_runs = cancel_runs
 
     async def run(self) -> None:
         """Fire due jobs until cancelled."""
@@ -68,13 +83,13 @@ class Firer:
         for _ in range(10):
             job = await self._read_job(job_id)
             now = self._clock.now()
-            run = _new_run(job, ids.manual_run_id(job.id, now), now, RunTrigger.MANUAL)
-            job_after = dataclasses.replace(job, status=_status_when_queued(job))
+            run = new_run(job, ids.manual_run_id(job.id, now), now, RunTrigger.MANUAL)
+            job_after = dataclasses.replace(job, status=status_when_queued(job))
             try:
-                revision = await self._runs.fire_one(Firing(job, job_after, run))
+                revision = await self._runs.fire_one(Firing(job, job_after, (run,)))
             except JobChangedError:
                 continue
-            self._after_commit(job_after, run, revision)
+            self._after_commit(Firing(job, job_after, (run,)), revision)
             log.info("manual run queued", job_id=job.id, run_id=run.id)
             return dataclasses.replace(run, revision=revision)
         raise JobChangedError(job_id)
@@ -89,9 +104,22 @@ class Firer:
             await asyncio.wait_for(self._state.schedule_changed.wait(), timeout=wait_s)
 
     async def _fire_batch(self, job_ids: list[str], now: datetime) -> None:
-        firings = [f for f in (self._plan(job_id, now) for job_id in job_ids) if f is not None]
-        if not firings:
-            return
+        batch: list[Firing] = []
+        for job_id in job_ids:
+            if self._needs_replace(job_id):
+                await self._fire_alone(job_id, now)
+                continue
+            firing = self._plan(job_id, now)
+            if firing is None:
+                continue
+            if batch and _txn_size([*batch, firing]) > MAX_OPS_PER_TXN:
+                await self._commit(batch, now)
+                batch = []
+            batch.append(firing)
+        if batch:
+            await self._commit(batch, now)
+
+    async def _commit(self, firings: list[Firing], now: datetime) -> None:
         try:
             revision = await self._runs.fire(firings)
         except JobChangedError:
@@ -99,35 +127,45 @@ class Firer:
                 await self._fire_alone(firing.job_before.id, now)
             return
         for firing in firings:
-            self._after_commit(firing.job_after, firing.run, revision)
+            self._after_commit(firing, revision)
+
+    def _needs_replace(self, job_id: str) -> bool:
+        job = self._cache.get(job_id)
+        return (
+            job is not None
+            and job.spec.concurrency_policy is ConcurrencyPolicy.REPLACE
+            and self._state.active_per_job.get(job_id, 0) > 0
+        )
 
     def _plan(self, job_id: str, now: datetime, job: Job | None = None) -> Firing | None:
         job = job or self._cache.get(job_id)
         if job is None or job.paused:
             return None
         try:
-            plan = plan_fire(job, self._state.schedule_of(job), now)
+            schedule = self._state.schedule_of(job)
+            plan = plan_fire(job, schedule, now)
         except SchedulerError as error:
             log.error("cannot evaluate the job's schedule", job_id=job_id, error=str(error))
             return None
-        if plan.slot is None:
+        if plan.dropped_slots:
+            log.warning(
+                "missed slots dropped by the misfire policy",
+                job_id=job_id,
+                policy=job.spec.misfire_policy.value,
+                dropped=plan.dropped_slots,
+                fired=len(plan.slots),
+            )
+        if not plan.slots and plan.next_fire_at == job.next_fire_at:
             self._state.reindex(job)
             return None
-        if plan.missed_slots:
-            log.warning(
-                "missed slots coalesced into one run", job_id=job_id, missed=plan.missed_slots
-            )
-        run = _new_run(job, ids.scheduled_run_id(job.id, plan.slot), plan.slot, RunTrigger.SCHEDULE)
-        job_after = dataclasses.replace(
-            job,
-            last_fire_at=plan.slot,
-            next_fire_at=plan.next_fire_at,
-            status=_status_when_queued(job),
-        )
-        return Firing(job, job_after, run)
+        active = self._state.active_per_job.get(job_id, 0)
+        return build_firing(job, plan, now, active)
 
     async def _fire_alone(self, job_id: str, now: datetime) -> None:
-        for _ in range(3):
+        if self._needs_replace(job_id):
+            cancelled = await self._cancel_runs(job_id, REPLACED)
+            log.info("active runs cancelled for a newer slot", job_id=job_id, cancelled=cancelled)
+        for _ in range(5):
             try:
                 job = await self._read_job(job_id)
             except NotFoundError:
@@ -139,21 +177,30 @@ class Firer:
                 revision = await self._runs.fire_one(firing)
             except JobChangedError:
                 continue
-            except SlotTakenError:
-                log.info("slot fired before; moving on", job_id=job_id, run_id=firing.run.id)
-                firing = dataclasses.replace(firing, run=None)
-                revision = await self._runs.fire_one(firing)
-            self._after_commit(firing.job_after, firing.run, revision)
+            except SlotTakenError as taken:
+                log.info("slots fired before; moving on", job_id=job_id, run_ids=taken.run_ids)
+                fresh = tuple(run for run in firing.runs if run.id not in taken.run_ids)
+                firing = dataclasses.replace(firing, runs=fresh)
+                try:
+                    revision = await self._runs.fire_one(firing)
+                except (JobChangedError, SlotTakenError):
+                    continue
+            self._after_commit(firing, revision)
             return
         log.warning("job kept changing while firing; retrying on the next pass", job_id=job_id)
         self._state.index.schedule(job_id, now)
 
-    def _after_commit(self, job_after: Job, run: Run | None, revision: int) -> None:
-        job_after = dataclasses.replace(job_after, revision=revision)
+    def _after_commit(self, firing: Firing, revision: int) -> None:
+        job_after = dataclasses.replace(firing.job_after, revision=revision)
         self._cache.apply(job_after)
         self._state.reindex(job_after)
-        if run is not None:
-            self._state.queue(dataclasses.replace(run, revision=revision))
+        for run in firing.runs:
+            run = dataclasses.replace(run, revision=revision)
+            if run.status.is_final:
+                log.info("slot skipped", job_id=run.job_id, run_id=run.id, reason=run.error)
+                self._stats.record_finish(run, self._clock.now())
+                continue
+            self._state.queue(run)
             self._stats.count("runs_fired")
             log.debug("run queued", job_id=run.job_id, run_id=run.id, due_at=run.due_at.isoformat())
 
@@ -166,20 +213,7 @@ class Firer:
         return job
 
 
-def _new_run(job: Job, run_id: str, scheduled_at: datetime, trigger: RunTrigger) -> Run:
-    return Run(
-        id=run_id,
-        job_id=job.id,
-        job_name=job.spec.name,
-        trigger=trigger,
-        status=RunStatus.QUEUED,
-        priority=job.spec.priority,
-        executor=job.spec.executor,
-        scheduled_at=scheduled_at,
-        due_at=scheduled_at,
-        max_attempts=job.spec.retry_policy.max_retries + 1,
-    )
-
-
-def _status_when_queued(job: Job) -> JobStatus:
-    return JobStatus.PAUSED if job.paused else JobStatus.RUNNING
+def _txn_size(firings: list[Firing]) -> int:
+    """Return the larger of the operation and compare counts of one fire transaction."""
+    runs = sum(len(firing.runs) for firing in firings)
+    return 1 + len(firings) + 2 * runs

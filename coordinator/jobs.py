@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from collections import Counter
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from taskscheduler.clock import Clock
 from taskscheduler.coordinator import codec, etcd, ids
@@ -28,7 +28,7 @@ from taskscheduler.schedule import parse_schedule
 log = get_logger(__name__)
 
 _WRITE_ATTEMPTS = 5
-_SCHEDULE_FIELDS = ("schedule", "timezone", "type")
+_SCHEDULE_FIELDS = ("schedule", "timezone", "type", "start_at", "end_at")
 
 
 class JobRepository:
@@ -97,10 +97,12 @@ class JobRepository:
         def change(job: Job) -> Job:
             if not job.paused:
                 return job
-            now = self._clock.now()
             resumed = dataclasses.replace(job, status=JobStatus.SCHEDULED)
-            if job.spec.type is JobType.RECURRING or job.last_fire_at is None:
+            if job.next_fire_at is None and job.last_fire_at is None:
+                now = self._clock.now()
                 resumed = dataclasses.replace(resumed, next_fire_at=first_fire_at(job.spec, now))
+            # Otherwise next_fire_at still names the first slot missed while paused,
+            # and the leader applies the job's misfire policy to the missed slots.
             return resumed
 
         job = await self._rewrite(job_id, change)
@@ -177,14 +179,21 @@ class JobRepository:
 def first_fire_at(spec: JobSpec, now: datetime) -> datetime | None:
     """Return a new or rescheduled job's first fire time.
 
-    A recurring job fires at its first slot after `now`. A one-time job
+    A recurring job fires at its first slot after `now` and not before
+    `start_at`, or never when that slot is after `end_at`. A one-time job
     fires at its instant, at once if that instant has passed.
     """
     one_time = spec.type is JobType.ONE_TIME
     schedule = parse_schedule(spec.schedule, one_time=one_time, timezone=spec.timezone)
     if one_time:
         return schedule.next_fire_after(datetime.min.replace(tzinfo=UTC))
-    return schedule.next_fire_after(now)
+    after = now
+    if spec.start_at is not None and spec.start_at > now:
+        after = spec.start_at - timedelta(microseconds=1)
+    first = schedule.next_fire_after(after)
+    if first is not None and spec.end_at is not None and first > spec.end_at:
+        return None
+    return first
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -29,6 +29,7 @@ from taskscheduler.coordinator.jobcache import JobCache
 from taskscheduler.coordinator.jobs import JobRepository
 from taskscheduler.coordinator.keys import KeyLayout
 from taskscheduler.coordinator.monitoring_service import MonitoringServicer
+from taskscheduler.coordinator.schedule_service import ScheduleServicer
 from taskscheduler.coordinator.worker_service import AgentTimings, WorkerServicer
 from taskscheduler.errors import StoreUnavailableError
 from taskscheduler.v1 import (
@@ -36,6 +37,8 @@ from taskscheduler.v1 import (
     jobs_pb2_grpc,
     monitoring_pb2,
     monitoring_pb2_grpc,
+    schedules_pb2,
+    schedules_pb2_grpc,
     workers_pb2,
     workers_pb2_grpc,
 )
@@ -68,11 +71,13 @@ def build_server(config: CoordinatorConfig, services: dict[str, object]) -> grpc
     jobs_pb2_grpc.add_JobServiceServicer_to_server(services["jobs"], server)
     workers_pb2_grpc.add_WorkerServiceServicer_to_server(services["workers"], server)
     monitoring_pb2_grpc.add_MonitoringServiceServicer_to_server(services["monitoring"], server)
+    schedules_pb2_grpc.add_ScheduleServiceServicer_to_server(services["schedules"], server)
     health_pb2_grpc.add_HealthServicer_to_server(services["health"], server)
     names = [
         jobs_pb2.DESCRIPTOR.services_by_name["JobService"].full_name,
         workers_pb2.DESCRIPTOR.services_by_name["WorkerService"].full_name,
         monitoring_pb2.DESCRIPTOR.services_by_name["MonitoringService"].full_name,
+        schedules_pb2.DESCRIPTOR.services_by_name["ScheduleService"].full_name,
         health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
         reflection.SERVICE_NAME,
     ]
@@ -120,6 +125,7 @@ async def serve(config: CoordinatorConfig) -> None:
             clock=clock,
             coordinator_id=config.coordinator_id,
         ),
+        "schedules": ScheduleServicer(clock),
         "health": health_servicer,
     }
     server = build_server(config, services)

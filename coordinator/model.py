@@ -34,6 +34,18 @@ class JobType(enum.StrEnum):
     RECURRING = "recurring"
 
 
+class MisfirePolicy(enum.StrEnum):
+    SKIP = "skip"
+    RUN_ONCE = "run_once"
+    CATCH_UP = "catch_up"
+
+
+class ConcurrencyPolicy(enum.StrEnum):
+    ALLOW = "allow"
+    FORBID = "forbid"
+    REPLACE = "replace"
+
+
 class JobStatus(enum.StrEnum):
     SCHEDULED = "scheduled"
     RUNNING = "running"
@@ -94,6 +106,12 @@ class JobSpec:
     retry_policy: RetryPolicy = field(default_factory=RetryPolicy)
     timeout_s: int = 0
     dependencies: tuple[str, ...] = ()
+    misfire_policy: MisfirePolicy = MisfirePolicy.RUN_ONCE
+    catch_up_window_s: int = 3600
+    concurrency_policy: ConcurrencyPolicy = ConcurrencyPolicy.ALLOW
+    jitter_s: int = 0
+    start_at: datetime | None = None
+    end_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -41,20 +41,20 @@ class JobChangedError(FailedPreconditionError):
 
 
 class SlotTakenError(SchedulerError):
-    """A run for this slot exists already (fired before a failover)."""
+    """Runs for these slots exist already (fired before a failover)."""
 
-    def __init__(self, run_id: str) -> None:
-        super().__init__(f"run {run_id!r} exists already")
-        self.run_id = run_id
+    def __init__(self, run_ids: Sequence[str]) -> None:
+        super().__init__(f"runs exist already: {', '.join(run_ids)}")
+        self.run_ids = tuple(run_ids)
 
 
 @dataclass(frozen=True, slots=True)
 class Firing:
-    """One job's fire: the job as read, the job with its new progress, and the new run."""
+    """One job's fire: the job as read, the job with its new progress, and the new runs."""
 
     job_before: Job
     job_after: Job
-    run: Run | None
+    runs: tuple[Run, ...] = ()
 
 
 class RunStore:
@@ -76,9 +76,9 @@ class RunStore:
         for firing in firings:
             compares.append(self._job_unchanged(firing.job_before))
             ops.append(self._job_put(firing.job_after))
-            if firing.run is not None:
-                compares.append(etcd.absent(self._keys.run(firing.run.id)))
-                ops.extend(self._queue_ops(firing.run))
+            for run in firing.runs:
+                compares.append(etcd.absent(self._keys.run(run.id)))
+                ops.extend(self._run_ops(run))
         result = await self._store.txn(compares, ops, self._probe_fence())
         if not result.succeeded:
             self._raise_if_deposed(result)
@@ -91,10 +91,10 @@ class RunStore:
         compares = [self._fence(), self._job_unchanged(firing.job_before)]
         ops = [self._job_put(firing.job_after)]
         probes = [*self._probe_fence(), _probe(job_key)]
-        if firing.run is not None:
-            run_key = self._keys.run(firing.run.id)
+        for run in firing.runs:
+            run_key = self._keys.run(run.id)
             compares.append(etcd.absent(run_key))
-            ops.extend(self._queue_ops(firing.run))
+            ops.extend(self._run_ops(run))
             probes.append(_probe(run_key))
         result = await self._store.txn(compares, ops, probes)
         if result.succeeded:
@@ -103,8 +103,8 @@ class RunStore:
         job_kvs = _probed(result, 1)
         if not job_kvs or job_kvs[0].mod_revision != firing.job_before.revision:
             raise JobChangedError(firing.job_before.id)
-        assert firing.run is not None
-        raise SlotTakenError(firing.run.id)
+        taken = [run.id for index, run in enumerate(firing.runs) if _probed(result, 2 + index)]
+        raise SlotTakenError(taken)
 
     async def enqueue(self, run: Run) -> int:
         """Create a manual run and its queue entry; return the revision."""
@@ -115,7 +115,7 @@ class RunStore:
         )
         if not result.succeeded:
             self._raise_if_deposed(result)
-            raise SlotTakenError(run.id)
+            raise SlotTakenError([run.id])
         return result.revision
 
     async def assign(self, runs: Sequence[Run]) -> int:
@@ -159,6 +159,8 @@ class RunStore:
         """Write a run that holds no lease (a queued run cancelled), with its job's status."""
         compares = [self._fence()]
         ops = self._run_ops(run)
+        if run.status.is_final:
+            ops.append(etcd.delete(self._keys.queued(run.id)))
         if job_before is not None and job_after is not None:
             compares.append(self._job_unchanged(job_before))
             ops.append(self._job_put(job_after))

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from taskscheduler.coordinator.codec import JobDraft
 from taskscheduler.coordinator.model import JobSpec, JobType, Page, Priority, RetryPolicy
+from taskscheduler.coordinator.scheduling_options import check_scheduling_options
 from taskscheduler.errors import InvalidArgumentError
 from taskscheduler.schedule import parse_schedule, validate_timezone
 
@@ -69,6 +70,7 @@ def validate_job_spec(draft: JobDraft) -> JobSpec:
     _check_retry_policy(draft.retry_policy)
     _check_timeout(draft.timeout_s)
     _check_dependencies(draft.dependencies)
+    options = check_scheduling_options(draft)
 
     return JobSpec(
         name=draft.name,
@@ -82,6 +84,12 @@ def validate_job_spec(draft: JobDraft) -> JobSpec:
         retry_policy=draft.retry_policy,
         timeout_s=draft.timeout_s,
         dependencies=draft.dependencies,
+        misfire_policy=options.misfire_policy,
+        catch_up_window_s=options.catch_up_window_s,
+        concurrency_policy=options.concurrency_policy,
+        jitter_s=options.jitter_s,
+        start_at=options.start_at,
+        end_at=options.end_at,
     )
 
 
@@ -342,6 +350,12 @@ _UPDATABLE_PATHS = {
     "retry_policy": "retry_policy",
     "timeout": "timeout_s",
     "dependencies": "dependencies",
+    "misfire_policy": "misfire_policy",
+    "catch_up_window": "catch_up_window_s",
+    "concurrency_policy": "concurrency_policy",
+    "jitter": "jitter_s",
+    "start_at": "start_at",
+    "end_at": "end_at",
 }
 _RETRY_POLICY_PATHS = {
     "retry_policy.max_retries": "max_retries",
@@ -404,6 +418,12 @@ def _draft_of(spec: JobSpec) -> JobDraft:
         retry_policy=spec.retry_policy,
         timeout_s=spec.timeout_s,
         dependencies=spec.dependencies,
+        misfire_policy=spec.misfire_policy,
+        catch_up_window_s=spec.catch_up_window_s,
+        concurrency_policy=spec.concurrency_policy,
+        jitter_s=spec.jitter_s,
+        start_at=spec.start_at,
+        end_at=spec.end_at,
     )
 
 

@@ -24,12 +24,13 @@ from google.protobuf.descriptor import (
 )
 from google.protobuf.message import Message
 
-from taskscheduler.v1 import jobs_pb2, monitoring_pb2, workers_pb2
+from taskscheduler.v1 import jobs_pb2, monitoring_pb2, schedules_pb2, workers_pb2
 
 API_FILES: tuple[FileDescriptor, ...] = (
     jobs_pb2.DESCRIPTOR,
     workers_pb2.DESCRIPTOR,
     monitoring_pb2.DESCRIPTOR,
+    schedules_pb2.DESCRIPTOR,
 )
 
 _VARIABLE = re.compile(r"\{([^{}]+)\}")

@@ -26,6 +26,20 @@ class JobType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     JOB_TYPE_ONE_TIME: _ClassVar[JobType]
     JOB_TYPE_RECURRING: _ClassVar[JobType]
 
+class MisfirePolicy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    MISFIRE_POLICY_UNSPECIFIED: _ClassVar[MisfirePolicy]
+    MISFIRE_POLICY_SKIP: _ClassVar[MisfirePolicy]
+    MISFIRE_POLICY_RUN_ONCE: _ClassVar[MisfirePolicy]
+    MISFIRE_POLICY_CATCH_UP: _ClassVar[MisfirePolicy]
+
+class ConcurrencyPolicy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CONCURRENCY_POLICY_UNSPECIFIED: _ClassVar[ConcurrencyPolicy]
+    CONCURRENCY_POLICY_ALLOW: _ClassVar[ConcurrencyPolicy]
+    CONCURRENCY_POLICY_FORBID: _ClassVar[ConcurrencyPolicy]
+    CONCURRENCY_POLICY_REPLACE: _ClassVar[ConcurrencyPolicy]
+
 class JobStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     JOB_STATUS_UNSPECIFIED: _ClassVar[JobStatus]
@@ -73,6 +87,14 @@ PRIORITY_CRITICAL: Priority
 JOB_TYPE_UNSPECIFIED: JobType
 JOB_TYPE_ONE_TIME: JobType
 JOB_TYPE_RECURRING: JobType
+MISFIRE_POLICY_UNSPECIFIED: MisfirePolicy
+MISFIRE_POLICY_SKIP: MisfirePolicy
+MISFIRE_POLICY_RUN_ONCE: MisfirePolicy
+MISFIRE_POLICY_CATCH_UP: MisfirePolicy
+CONCURRENCY_POLICY_UNSPECIFIED: ConcurrencyPolicy
+CONCURRENCY_POLICY_ALLOW: ConcurrencyPolicy
+CONCURRENCY_POLICY_FORBID: ConcurrencyPolicy
+CONCURRENCY_POLICY_REPLACE: ConcurrencyPolicy
 JOB_STATUS_UNSPECIFIED: JobStatus
 JOB_STATUS_SCHEDULED: JobStatus
 JOB_STATUS_RUNNING: JobStatus
@@ -108,7 +130,7 @@ class RetryPolicy(_message.Message):
     def __init__(self, max_retries: _Optional[int] = ..., retry_delay: _Optional[int] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("id", "name", "description", "type", "schedule", "timezone", "priority", "executor", "payload", "retry_policy", "timeout", "dependencies", "status", "next_run", "last_run", "created_at", "updated_at")
+    __slots__ = ("id", "name", "description", "type", "schedule", "timezone", "priority", "executor", "payload", "retry_policy", "timeout", "dependencies", "status", "next_run", "last_run", "created_at", "updated_at", "misfire_policy", "catch_up_window", "concurrency_policy", "jitter", "start_at", "end_at")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
@@ -126,6 +148,12 @@ class Job(_message.Message):
     LAST_RUN_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    MISFIRE_POLICY_FIELD_NUMBER: _ClassVar[int]
+    CATCH_UP_WINDOW_FIELD_NUMBER: _ClassVar[int]
+    CONCURRENCY_POLICY_FIELD_NUMBER: _ClassVar[int]
+    JITTER_FIELD_NUMBER: _ClassVar[int]
+    START_AT_FIELD_NUMBER: _ClassVar[int]
+    END_AT_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     description: str
@@ -143,7 +171,13 @@ class Job(_message.Message):
     last_run: _timestamp_pb2.Timestamp
     created_at: _timestamp_pb2.Timestamp
     updated_at: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., type: _Optional[_Union[JobType, str]] = ..., schedule: _Optional[str] = ..., timezone: _Optional[str] = ..., priority: _Optional[_Union[Priority, str]] = ..., executor: _Optional[str] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., retry_policy: _Optional[_Union[RetryPolicy, _Mapping]] = ..., timeout: _Optional[int] = ..., dependencies: _Optional[_Iterable[str]] = ..., status: _Optional[_Union[JobStatus, str]] = ..., next_run: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_run: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    misfire_policy: MisfirePolicy
+    catch_up_window: int
+    concurrency_policy: ConcurrencyPolicy
+    jitter: int
+    start_at: _timestamp_pb2.Timestamp
+    end_at: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., type: _Optional[_Union[JobType, str]] = ..., schedule: _Optional[str] = ..., timezone: _Optional[str] = ..., priority: _Optional[_Union[Priority, str]] = ..., executor: _Optional[str] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., retry_policy: _Optional[_Union[RetryPolicy, _Mapping]] = ..., timeout: _Optional[int] = ..., dependencies: _Optional[_Iterable[str]] = ..., status: _Optional[_Union[JobStatus, str]] = ..., next_run: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_run: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., misfire_policy: _Optional[_Union[MisfirePolicy, str]] = ..., catch_up_window: _Optional[int] = ..., concurrency_policy: _Optional[_Union[ConcurrencyPolicy, str]] = ..., jitter: _Optional[int] = ..., start_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Attempt(_message.Message):
     __slots__ = ("number", "worker_id", "fencing_token", "started_at", "completed_at", "outcome", "exit_code", "error")

@@ -411,6 +411,9 @@ def test_job_spec_from_proto_reads_every_field() -> None:
         retry_policy=spec.retry_policy,
         timeout_s=spec.timeout_s,
         dependencies=(),
+        misfire_policy=spec.misfire_policy,
+        catch_up_window_s=spec.catch_up_window_s,
+        concurrency_policy=spec.concurrency_policy,
     )
 
 

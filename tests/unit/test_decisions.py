@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from taskscheduler.coordinator.decisions import (
-    MAX_MISSED_SLOTS_WALKED,
+    jitter_offset,
     job_status_after_run,
     judge_attempt,
     plan_fire,
@@ -19,6 +19,7 @@ from taskscheduler.coordinator.model import (
     JobSpec,
     JobStatus,
     JobType,
+    MisfirePolicy,
     RetryPolicy,
     RunStatus,
 )
@@ -33,53 +34,121 @@ def make_job(**changes: object) -> Job:
     return replace(job, **changes)
 
 
-def test_plan_fire_not_due() -> None:
-    job = make_job()
-    plan = plan_fire(job, parse_schedule("@every 10s", one_time=False), T0 - timedelta(seconds=1))
+EVERY_10S = parse_schedule("@every 10s", one_time=False)
 
-    assert plan.slot is None
+
+def test_plan_fire_not_due() -> None:
+    plan = plan_fire(make_job(), EVERY_10S, T0 - timedelta(seconds=1))
+
+    assert plan.slots == ()
     assert plan.next_fire_at == T0
 
 
 def test_plan_fire_on_time() -> None:
-    plan = plan_fire(make_job(), parse_schedule("@every 10s", one_time=False), T0)
+    plan = plan_fire(make_job(), EVERY_10S, T0 + timedelta(milliseconds=300))
 
-    assert plan.slot == T0
+    assert plan.slots == (T0,)
     assert plan.next_fire_at == T0 + timedelta(seconds=10)
-    assert plan.missed_slots == 0
+    assert plan.dropped_slots == 0
 
 
-def test_plan_fire_coalesces_missed_slots() -> None:
-    now = T0 + timedelta(seconds=45)
-    plan = plan_fire(make_job(), parse_schedule("@every 10s", one_time=False), now)
+def slots_after(seconds: list[int]) -> tuple[datetime, ...]:
+    return tuple(T0 + timedelta(seconds=s) for s in seconds)
 
-    assert plan.slot == T0 + timedelta(seconds=40)
+
+@pytest.mark.parametrize(
+    ("policy", "now_s", "window_s", "expected_s", "dropped"),
+    [
+        # Down from T0 to T0+45: slots 0, 10, 20, 30, 40 were missed.
+        (MisfirePolicy.SKIP, 45, 3600, [], 5),
+        (MisfirePolicy.RUN_ONCE, 45, 3600, [40], 4),
+        (MisfirePolicy.CATCH_UP, 45, 3600, [0, 10, 20, 30, 40], 0),
+        (MisfirePolicy.CATCH_UP, 45, 25, [20, 30, 40], 2),
+        # Back just in time for slot 40: it is on time, the others are missed.
+        (MisfirePolicy.SKIP, 40.5, 3600, [40], 4),
+        (MisfirePolicy.RUN_ONCE, 40.5, 3600, [40], 4),
+    ],
+)
+def test_plan_fire_misfire_policy(
+    policy: MisfirePolicy, now_s: float, window_s: int, expected_s: list[int], dropped: int
+) -> None:
+    job = make_job()
+    job = replace(job, spec=replace(job.spec, misfire_policy=policy, catch_up_window_s=window_s))
+    now = T0 + timedelta(seconds=now_s)
+
+    plan = plan_fire(job, EVERY_10S, now)
+
+    assert plan.slots == slots_after(expected_s)
     assert plan.next_fire_at == T0 + timedelta(seconds=50)
-    assert plan.missed_slots == 4
+    assert plan.dropped_slots == dropped
 
 
-def test_plan_fire_long_outage_is_bounded() -> None:
+def test_plan_fire_long_outage_looks_back_an_hour() -> None:
     now = T0 + timedelta(days=2)
+
     plan = plan_fire(make_job(), parse_schedule("@every 1s", one_time=False), now)
 
-    assert plan.missed_slots == MAX_MISSED_SLOTS_WALKED
+    assert plan.slots == (now,)
     assert plan.next_fire_at == now + timedelta(seconds=1)
+    assert plan.dropped_slots > 0
+
+
+def test_plan_fire_sparse_schedule_after_outage() -> None:
+    daily = parse_schedule("0 12 * * *", one_time=False)
+    now = T0 + timedelta(days=3, hours=1)
+
+    plan = plan_fire(make_job(), daily, now)
+
+    assert plan.slots == (T0 + timedelta(days=3),)
+    assert plan.dropped_slots == 3
+
+
+def test_plan_fire_stops_at_end() -> None:
+    job = make_job()
+    job = replace(job, spec=replace(job.spec, end_at=T0 + timedelta(seconds=5)))
+
+    plan = plan_fire(job, EVERY_10S, T0)
+
+    assert plan.slots == (T0,)
+    assert plan.next_fire_at is None
 
 
 def test_plan_fire_paused_job() -> None:
-    plan = plan_fire(
-        make_job(status=JobStatus.PAUSED), parse_schedule("@every 10s", one_time=False), T0
+    job = make_job(status=JobStatus.PAUSED)
+    plan = plan_fire(job, EVERY_10S, T0)
+
+    assert plan.slots == ()
+
+
+def test_plan_fire_one_time_job_fires_late() -> None:
+    schedule = parse_schedule("2026-03-01T12:00:00Z", one_time=True)
+    job = make_job()
+    job = replace(
+        job, spec=replace(job.spec, type=JobType.ONE_TIME, misfire_policy=MisfirePolicy.SKIP)
     )
 
-    assert plan.slot is None
+    plan = plan_fire(job, schedule, T0 + timedelta(minutes=5))
 
-
-def test_plan_fire_one_time_job() -> None:
-    schedule = parse_schedule("2026-03-01T12:00:00Z", one_time=True)
-    plan = plan_fire(make_job(), schedule, T0 + timedelta(minutes=5))
-
-    assert plan.slot == T0
+    assert plan.slots == (T0,)
     assert plan.next_fire_at is None
+
+
+@pytest.mark.parametrize("jitter_s", [1, 30, 3600])
+def test_jitter_offset_is_stable_and_bounded(jitter_s: int) -> None:
+    following = T0 + timedelta(seconds=10)
+
+    first = jitter_offset("job-1", T0, jitter_s, following)
+    again = jitter_offset("job-1", T0, jitter_s, following)
+
+    assert first == again
+    assert timedelta(0) <= first < timedelta(seconds=min(jitter_s, 10))
+
+
+def test_jitter_offset_differs_per_slot() -> None:
+    offsets = {jitter_offset("job-1", T0 + timedelta(hours=h), 600, None) for h in range(20)}
+
+    assert len(offsets) > 10
+    assert jitter_offset("job-1", T0, 0, None) == timedelta(0)
 
 
 @pytest.mark.parametrize(

@@ -29,6 +29,7 @@ EXPECTED_ROUTES = {
     ("WorkerService", "Heartbeat"): ("POST", "/api/workers/{worker_id}/heartbeat"),
     ("MonitoringService", "GetDashboard"): ("GET", "/api/monitoring/dashboard"),
     ("MonitoringService", "GetMetrics"): ("GET", "/api/monitoring/metrics"),
+    ("ScheduleService", "PreviewSchedule"): ("GET", "/api/schedule/preview"),
     ("MonitoringService", "GetHealth"): ("GET", "/health"),
 }
 

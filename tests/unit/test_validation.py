@@ -292,6 +292,9 @@ CURRENT_AS_DRAFT = JobDraft(
     payload={"command": ["old"]},
     retry_policy=RetryPolicy(max_retries=3, retry_delay_s=300),
     timeout_s=60,
+    misfire_policy=CURRENT.misfire_policy,
+    catch_up_window_s=CURRENT.catch_up_window_s,
+    concurrency_policy=CURRENT.concurrency_policy,
 )
 
 
