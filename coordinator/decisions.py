@@ -127,7 +127,7 @@ def jitter_offset(
 
 @dataclass(frozen=True, slots=True)
 class AttemptVerdict:
-    """What happens to a run after one attempt ends."""
+    """The verdict on a run after one of its attempts ends."""
 
     run_status: RunStatus
     retry_at: datetime | None

@@ -93,7 +93,7 @@ class RetryPolicy:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class JobSpec:
-    """What a client defines: what runs, when, and how."""
+    """The client-defined part of a job: what runs, when, and how."""
 
     name: str
     description: str = ""

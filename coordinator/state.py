@@ -1,4 +1,4 @@
-"""What the leader holds in memory, all of it rebuildable from etcd.
+"""What the leader keeps in memory, all of it rebuildable from etcd.
 
 `active` maps each queued or running run to its latest record; `ready`,
 `leases` and `index` are the structures that make firing and assignment

@@ -1,11 +1,13 @@
 """Schedule expressions: when a job fires.
 
 `parse_schedule(expression, one_time=..., timezone=...)` returns a Schedule
-whose `next_fire_after(after)` gives the next fire instant in UTC. Schedules
-are pure values: they read no clock, so callers pass the current instant in.
+whose `next_fire_after(after)` gives the next fire instant in UTC, and
+`fire_times(schedule, after, count)` lists the next few. Schedules are pure
+values: they read no clock, so callers pass the current instant in.
 
 - Cron (recurring jobs): 5 fields, minute hour day-of-month month
-  day-of-week, and the macros @yearly, @annually, @monthly, @weekly, @daily,
+  day-of-week, or 6 with a seconds field first; `L`, `W`, `#` and `?` in the
+  day fields; and the macros @yearly, @annually, @monthly, @weekly, @daily,
   @midnight and @hourly. Evaluated on the wall clock of the job's IANA time
   zone, with daylight saving time rules described in
   taskscheduler.schedule.cron.
@@ -17,7 +19,7 @@ are pure values: they read no clock, so callers pass the current instant in.
   an offset it is read in the job's time zone.
 """
 
-from taskscheduler.schedule.parse import Schedule, parse_schedule
+from taskscheduler.schedule.parse import Schedule, fire_times, parse_schedule
 from taskscheduler.schedule.zones import validate_timezone
 
-__all__ = ["Schedule", "parse_schedule", "validate_timezone"]
+__all__ = ["Schedule", "fire_times", "parse_schedule", "validate_timezone"]

@@ -1,6 +1,7 @@
 """Recurring cron schedules, evaluated on the wall clock of an IANA time zone.
 
-Daylight saving time follows two rules, chosen by the hour field:
+Daylight saving time follows two rules, chosen by the hour field (the same in
+5-field expressions and in 6-field ones, which start with a seconds field):
 
 - Fixed hours (the hour field is values, ranges or lists, as in `30 2 * * *`):
   every matching local wall time fires once. A wall time that a backward
@@ -32,7 +33,7 @@ from taskscheduler.schedule.zones import (
     utc_offset,
 )
 
-_ONE_MINUTE = timedelta(minutes=1)
+_ONE_SECOND = timedelta(seconds=1)
 # Longer than any change of UTC offset in tz database release 2025b (the largest is
 # one day), so a backward transition further back cannot repeat a wall time after `after`.
 _LOOKBACK = timedelta(hours=48)
@@ -43,7 +44,7 @@ _EARLIEST = datetime(2, 1, 1, tzinfo=UTC)
 
 @dataclass(frozen=True, slots=True)
 class CronSchedule:
-    """A 5-field cron expression or macro evaluated in `zone`."""
+    """A 5- or 6-field cron expression or a macro, evaluated in `zone`."""
 
     expression: str
     fields: CronFields
@@ -58,9 +59,9 @@ class CronSchedule:
         if cursor.year > LAST_YEAR:
             return None
 
-        # Start in the span that contains `after`, one minute past its wall time.
+        # Start in the span that contains `after`, at the first whole second past its wall time.
         offset = utc_offset(self.zone, cursor)
-        start = _floor_minute(_wall_time(cursor, offset)) + _ONE_MINUTE
+        start = _floor_second(_wall_time(cursor, offset)) + _ONE_SECOND
         start = max(start, self._first_wall_time_after_fall_back(cursor))
 
         while True:
@@ -84,7 +85,7 @@ class CronSchedule:
             return False
         if transition.offset_after <= transition.offset_before:
             return False
-        gap_start = _ceil_minute(_wall_time(transition.at, transition.offset_before))
+        gap_start = _ceil_second(_wall_time(transition.at, transition.offset_before))
         gap_end = _wall_time(transition.at, transition.offset_after)
         skipped = self.fields.next_wall_time(gap_start)
         return skipped is not None and skipped < gap_end
@@ -95,9 +96,9 @@ class CronSchedule:
         Fixed-hour schedules skip the wall times that a backward transition
         repeats, because those fired in the previous span.
         """
-        start = _ceil_minute(_wall_time(transition.at, transition.offset_after))
+        start = _ceil_second(_wall_time(transition.at, transition.offset_after))
         if self._skips_repeated_wall_times(transition):
-            start = _ceil_minute(_wall_time(transition.at, transition.offset_before))
+            start = _ceil_second(_wall_time(transition.at, transition.offset_before))
         return start
 
     def _first_wall_time_after_fall_back(self, instant: datetime) -> datetime:
@@ -109,7 +110,7 @@ class CronSchedule:
         transition = previous_transition(self.zone, instant - _LOOKBACK, instant)
         if transition is None or not self._skips_repeated_wall_times(transition):
             return datetime.min
-        return _ceil_minute(_wall_time(transition.at, transition.offset_before))
+        return _ceil_second(_wall_time(transition.at, transition.offset_before))
 
     def _skips_repeated_wall_times(self, transition: Transition) -> bool:
         return (
@@ -129,10 +130,10 @@ def _wall_time(instant: datetime, offset: timedelta) -> datetime:
     return (instant + offset).replace(tzinfo=None)
 
 
-def _floor_minute(wall_time: datetime) -> datetime:
-    return wall_time.replace(second=0, microsecond=0)
+def _floor_second(wall_time: datetime) -> datetime:
+    return wall_time.replace(microsecond=0)
 
 
-def _ceil_minute(wall_time: datetime) -> datetime:
-    floored = _floor_minute(wall_time)
-    return floored if floored == wall_time else floored + _ONE_MINUTE
+def _ceil_second(wall_time: datetime) -> datetime:
+    floored = _floor_second(wall_time)
+    return floored if floored == wall_time else floored + _ONE_SECOND

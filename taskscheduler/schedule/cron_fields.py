@@ -1,4 +1,4 @@
-"""The parsed fields of a 5-field cron expression, and matching them against local wall times.
+"""The parsed fields of a cron expression, and matching them against local wall times.
 
 Everything here works on naive wall-clock datetimes; time zones and daylight
 saving time are handled by taskscheduler.schedule.cron.
@@ -10,6 +10,7 @@ import bisect
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
+from taskscheduler.schedule.cron_days import DayRule
 from taskscheduler.schedule.zones import LAST_YEAR
 
 _ONE_DAY = timedelta(days=1)
@@ -17,40 +18,29 @@ _ONE_DAY = timedelta(days=1)
 
 @dataclass(frozen=True, slots=True)
 class CronFields:
-    """The value sets of the five cron fields, each sorted ascending.
+    """The value sets of the time and month fields, each sorted ascending, and the day rule.
 
-    `days_of_week` uses 0 for Sunday through 6 for Saturday (a 7 in the
-    expression is stored as 0). A day field whose text starts with `*`
-    (`*` itself or a step such as `*/2`) counts as unrestricted, as in Vixie
-    cron: when both day fields are restricted a day matching either fires,
-    otherwise a day must match both.
+    A 5-field expression has `seconds == (0,)`.
     """
 
+    seconds: tuple[int, ...]
     minutes: tuple[int, ...]
     hours: tuple[int, ...]
-    days_of_month: tuple[int, ...]
+    days: DayRule
     months: tuple[int, ...]
-    days_of_week: tuple[int, ...]
-    day_of_month_unrestricted: bool
-    day_of_week_unrestricted: bool
     hour_follows_elapsed_time: bool
     """True when the hour field is `*` or a step, so daylight saving time shifts are
     not compensated (a repeated hour fires twice, a skipped hour not at all)."""
 
     def matches_day(self, day: date) -> bool:
         """Return whether the day fields and the month field accept `day`."""
-        if day.month not in self.months:
-            return False
-        day_of_month_matches = day.day in self.days_of_month
-        day_of_week_matches = day.isoweekday() % 7 in self.days_of_week
-        if self.day_of_month_unrestricted or self.day_of_week_unrestricted:
-            return day_of_month_matches and day_of_week_matches
-        return day_of_month_matches or day_of_week_matches
+        return day.month in self.months and self.days.matches_date(day)
 
     def matches(self, wall_time: datetime) -> bool:
-        """Return whether the naive `wall_time` (seconds ignored) matches all five fields."""
+        """Return whether the naive `wall_time` (microseconds ignored) matches every field."""
         return (
-            wall_time.minute in self.minutes
+            wall_time.second in self.seconds
+            and wall_time.minute in self.minutes
             and wall_time.hour in self.hours
             and self.matches_day(wall_time.date())
         )
@@ -58,7 +48,7 @@ class CronFields:
     def next_wall_time(self, start: datetime) -> datetime | None:
         """Return the first matching naive wall time at or after `start`.
 
-        `start` must be a whole minute. Returns None when nothing matches up to
+        `start` must be a whole second. Returns None when nothing matches up to
         the end of year LAST_YEAR.
         """
         day: date | None = start.date()
@@ -67,7 +57,7 @@ class CronFields:
             if day.month not in self.months:
                 day, earliest_time = self._first_day_of_next_month(day), None
                 continue
-            if self.matches_day(day):
+            if self.days.matches_date(day):
                 found = self._first_time_at_or_after(earliest_time)
                 if found is not None:
                     return datetime.combine(day, found)
@@ -75,22 +65,23 @@ class CronFields:
         return None
 
     def _first_time_at_or_after(self, earliest: time | None) -> time | None:
-        """Return the first matching time of day at or after `earliest` (None: midnight)."""
+        """Return the first matching time of day at or after `earliest` (None: midnight).
+
+        Each loop runs at most twice: when the earliest hour or minute has no
+        later match, the next one matches from its start.
+        """
         if earliest is None:
-            return time(self.hours[0], self.minutes[0])
-        hour_index = bisect.bisect_left(self.hours, earliest.hour)
-        if hour_index == len(self.hours):
-            return None
-        hour = self.hours[hour_index]
-        if hour == earliest.hour:
-            minute_index = bisect.bisect_left(self.minutes, earliest.minute)
-            if minute_index < len(self.minutes):
-                return time(hour, self.minutes[minute_index])
-            hour_index += 1
-            if hour_index == len(self.hours):
-                return None
-            hour = self.hours[hour_index]
-        return time(hour, self.minutes[0])
+            return time(self.hours[0], self.minutes[0], self.seconds[0])
+        for hour in self.hours[bisect.bisect_left(self.hours, earliest.hour) :]:
+            same_hour = hour == earliest.hour
+            minute_floor = earliest.minute if same_hour else 0
+            for minute in self.minutes[bisect.bisect_left(self.minutes, minute_floor) :]:
+                same_minute = same_hour and minute == earliest.minute
+                second_floor = earliest.second if same_minute else 0
+                second_index = bisect.bisect_left(self.seconds, second_floor)
+                if second_index < len(self.seconds):
+                    return time(hour, minute, self.seconds[second_index])
+        return None
 
     def _first_day_of_next_month(self, day: date) -> date | None:
         """Return the first day of the next month in `months` after the month of `day`."""

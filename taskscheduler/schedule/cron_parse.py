@@ -1,19 +1,27 @@
-"""Parsing of 5-field cron expressions and cron macros into CronFields.
+"""Parsing of cron expressions and cron macros into CronFields.
 
-Accepted: values, ranges (`1-5`), lists (`1,15`), steps (`*/5`, `1-10/2`,
-and `5/15` meaning `5-59/15`), three-letter month and weekday names in any
-case (`JAN`, `mon-fri`), and 0 or 7 for Sunday. Not accepted yet: a sixth
-(seconds) field, `L`, `W`, `#` and `?`. An expression that can never fire,
-such as `0 0 30 2 *`, is rejected.
+Accepted: 5 fields (minute hour day-of-month month day-of-week), or 6 with a
+seconds field first, as Quartz, Spring and Dkron read them (second minute
+hour day-of-month month day-of-week). The numeric forms of each field are
+described in taskscheduler.schedule.cron_items, and `L`, `W`, `#` and `?` of
+the day fields in taskscheduler.schedule.cron_day_parse. An expression that
+can never fire, such as `0 0 30 2 *`, is rejected.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 
+from taskscheduler.schedule.cron_day_parse import parse_days_of_month, parse_days_of_week
+from taskscheduler.schedule.cron_days import DayRule
 from taskscheduler.schedule.cron_fields import CronFields
+from taskscheduler.schedule.cron_items import (
+    HOUR,
+    MINUTE,
+    MONTH,
+    SECOND,
+    parse_numeric_field,
+)
 from taskscheduler.schedule.invalid import invalid_schedule
 
 MACROS: Mapping[str, str] = {
@@ -27,9 +35,10 @@ MACROS: Mapping[str, str] = {
 }
 
 _FIELD_NAMES = "minute hour day-of-month month day-of-week"
+_FIELD_NAMES_WITH_SECONDS = "second " + _FIELD_NAMES
 _EXAMPLE = "'0 9 * * *'"
+_EXAMPLE_WITH_SECONDS = "'30 0 9 * * *'"
 
-_MONTH_NAMES = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
 _MONTH_FULL_NAMES = (
     "January",
     "February",
@@ -44,60 +53,32 @@ _MONTH_FULL_NAMES = (
     "November",
     "December",
 )
-_DAY_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
-# February counts 29 days because it has them in leap years.
-_DAYS_IN_MONTH_MAX = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
-
-_ITEM = re.compile(r"(?P<start>[^-/]+)(?:-(?P<end>[^-/]+))?(?:/(?P<step>[^-/]*))?")
-_NUMBER = re.compile(r"[0-9]{1,9}")
-_LAST_OR_WEEKDAY = re.compile(r"[0-9]*L|LW|L-[0-9]+|[0-9]+W", re.IGNORECASE)
-
-
-@dataclass(frozen=True, slots=True)
-class _FieldSpec:
-    name: str
-    minimum: int
-    maximum: int
-    names: Mapping[str, int] = field(default_factory=dict)
-    range_note: str = ""
-
-
-_FIELDS = (
-    _FieldSpec("minute", 0, 59),
-    _FieldSpec("hour", 0, 23),
-    _FieldSpec("day-of-month", 1, 31),
-    _FieldSpec("month", 1, 12, {name: i for i, name in enumerate(_MONTH_NAMES, start=1)}),
-    _FieldSpec(
-        "day-of-week",
-        0,
-        7,
-        {name: i for i, name in enumerate(_DAY_NAMES)},
-        range_note=" (0 and 7 are Sunday)",
-    ),
-)
 
 
 def parse_cron(expression: str) -> CronFields:
-    """Parse a 5-field cron expression or a macro such as @daily (not @every).
+    """Parse a 5- or 6-field cron expression or a macro such as @daily (not @every).
 
     Raises InvalidArgumentError(field="schedule") naming the bad part and the fix.
     """
     parts = _expand_macro(expression).split()
     _check_field_count(expression, parts)
-    minutes, hours, days_of_month, months, days_of_week = (
-        _parse_field(expression, spec, text) for spec, text in zip(_FIELDS, parts, strict=True)
+    if len(parts) == 5:
+        parts = ["0", *parts]
+    second, minute, hour, day_of_month, month, day_of_week = parts
+
+    days = DayRule(
+        days_of_month=parse_days_of_month(expression, day_of_month),
+        days_of_week=parse_days_of_week(expression, day_of_week),
     )
     fields = CronFields(
-        minutes=minutes,
-        hours=hours,
-        days_of_month=days_of_month,
-        months=months,
-        days_of_week=tuple(sorted({day % 7 for day in days_of_week})),
-        day_of_month_unrestricted=parts[2].startswith("*"),
-        day_of_week_unrestricted=parts[4].startswith("*"),
-        hour_follows_elapsed_time=parts[1].startswith("*") or "/" in parts[1],
+        seconds=parse_numeric_field(expression, SECOND, second),
+        minutes=parse_numeric_field(expression, MINUTE, minute),
+        hours=parse_numeric_field(expression, HOUR, hour),
+        days=days,
+        months=parse_numeric_field(expression, MONTH, month),
+        hour_follows_elapsed_time=hour.startswith("*") or "/" in hour,
     )
-    _check_fires(expression, fields, parts[2])
+    _check_fires(expression, fields, day_of_month, day_of_week)
     return fields
 
 
@@ -120,143 +101,46 @@ def _expand_macro(expression: str) -> str:
 
 
 def _check_field_count(expression: str, parts: list[str]) -> None:
-    if len(parts) == 6:
-        raise invalid_schedule(
-            expression,
-            "6-field cron expressions (with a seconds field) are not supported yet; "
-            f"use 5 fields ({_FIELD_NAMES}), such as {_EXAMPLE}",
-        )
-    if len(parts) != 5:
-        noun = "field" if len(parts) == 1 else "fields"
-        raise invalid_schedule(
-            expression,
-            f"has {len(parts)} {noun}, but a cron expression has 5 ({_FIELD_NAMES}), "
-            f"such as {_EXAMPLE}",
-        )
-
-
-def _parse_field(expression: str, spec: _FieldSpec, text: str) -> tuple[int, ...]:
-    values: set[int] = set()
-    for item in text.split(","):
-        values.update(_parse_item(expression, spec, item))
-    return tuple(sorted(values))
-
-
-def _parse_item(expression: str, spec: _FieldSpec, item: str) -> range:
-    if item == "":
-        raise invalid_schedule(
-            expression,
-            f"{spec.name} field has an empty list item; separate values with single commas, "
-            "such as 1,15",
-        )
-    _reject_unsupported(expression, spec, item)
-    match = _ITEM.fullmatch(item)
-    if match is None:
-        raise invalid_schedule(
-            expression,
-            f"{spec.name} item {item!r} is not a value, range or step; "
-            "use forms such as 5, 1-5, */15 or 1-10/2",
-        )
-    start_text, end_text, step_text = match.group("start", "end", "step")
-    step = 1 if step_text is None else _parse_step(expression, spec, item, step_text)
-
-    if start_text == "*":
-        if end_text is not None:
-            raise invalid_schedule(
-                expression,
-                f"{spec.name} item {item!r} is invalid; write '*' or a range such as 1-5",
-            )
-        return range(spec.minimum, spec.maximum + 1, step)
-
-    low = _parse_value(expression, spec, start_text)
-    if end_text is None:
-        # `5/15` is the common shorthand for `5-<maximum>/15`.
-        high = spec.maximum if step_text is not None else low
-        return range(low, high + 1, step)
-    high = _parse_value(expression, spec, end_text)
-    if high < low:
-        raise invalid_schedule(
-            expression,
-            f"{spec.name} range {start_text}-{end_text} runs backwards; write it as two ranges, "
-            f"{start_text}-{spec.maximum},{spec.minimum}-{end_text}",
-        )
-    return range(low, high + 1, step)
-
-
-def _reject_unsupported(expression: str, spec: _FieldSpec, item: str) -> None:
-    if "?" in item:
-        raise invalid_schedule(
-            expression, f"{spec.name} item {item!r}: '?' is not supported; use '*' instead"
-        )
-    if "#" in item:
-        feature = "'#' (nth weekday of the month, as in 5#3)"
-    elif _LAST_OR_WEEKDAY.fullmatch(item) and "W" in item.upper():
-        feature = "'W' (nearest weekday)"
-    elif _LAST_OR_WEEKDAY.fullmatch(item):
-        feature = "'L' (last day)"
-    else:
+    if len(parts) in (5, 6):
         return
+    noun = "field" if len(parts) == 1 else "fields"
     raise invalid_schedule(
         expression,
-        f"{spec.name} item {item!r} uses {feature}, which is not supported yet; "
-        "list the values explicitly",
+        f"has {len(parts)} {noun}, but a cron expression has 5 ({_FIELD_NAMES}), "
+        f"such as {_EXAMPLE}, or 6 ({_FIELD_NAMES_WITH_SECONDS}), such as {_EXAMPLE_WITH_SECONDS}",
     )
 
 
-def _parse_step(expression: str, spec: _FieldSpec, item: str, text: str) -> int:
-    step = int(text) if _NUMBER.fullmatch(text) else 0
-    if step < 1:
-        raise invalid_schedule(
-            expression,
-            f"{spec.name} step {text!r} in {item!r} must be a whole number of at least 1, "
-            "such as */5",
-        )
-    return step
+def _check_fires(
+    expression: str, fields: CronFields, day_of_month_text: str, day_of_week_text: str
+) -> None:
+    """Reject day and month fields that no calendar date satisfies.
 
-
-def _parse_value(expression: str, spec: _FieldSpec, text: str) -> int:
-    if not _NUMBER.fullmatch(text):
-        named = spec.names.get(text.lower())
-        if named is not None:
-            return named
-        raise invalid_schedule(expression, _invalid_value_problem(spec, text))
-    value = int(text)
-    if not spec.minimum <= value <= spec.maximum:
-        raise invalid_schedule(
-            expression,
-            f"{spec.name} {value} is out of range {spec.minimum}-{spec.maximum}{spec.range_note}",
-        )
-    return value
-
-
-def _invalid_value_problem(spec: _FieldSpec, text: str) -> str:
-    if text.isascii() and text.isdigit():
-        return f"{spec.name} {text[:20]} is out of range {spec.minimum}-{spec.maximum}"
-    allowed = f"a number {spec.minimum}-{spec.maximum}"
-    if spec.names:
-        examples = ", ".join(list(spec.names)[:3])
-        allowed += f" or a three-letter name such as {examples}"
-    return f"{spec.name} value {text!r} is invalid; use {allowed}"
-
-
-def _check_fires(expression: str, fields: CronFields, day_of_month_text: str) -> None:
-    """Reject day-of-month and month fields that no calendar date satisfies.
-
-    Only this combination can make a 5-field expression never fire: a restricted
-    day-of-week matches some day of every month, an unrestricted day-of-month
-    contains day 1, and each existing date falls on every weekday in some year.
+    Every time field selects at least one value, so only the days can make an
+    expression never fire. DayRule.fires_in_month tries every layout a month
+    can have, which covers all years.
     """
-    if fields.day_of_month_unrestricted or not fields.day_of_week_unrestricted:
+    if any(fields.days.fires_in_month(month) for month in fields.months):
         return
-    for month in fields.months:
-        if fields.days_of_month[0] <= _DAYS_IN_MONTH_MAX[month - 1]:
-            return
-    month_names = [_MONTH_FULL_NAMES[month - 1] for month in fields.months]
-    listed = month_names[-1]
-    if len(month_names) > 1:
-        listed = ", ".join(month_names[:-1]) + " or " + listed
+    listed = _list_months(fields.months)
+    if not any(fields.days.month_days_occur_in(month) for month in fields.months):
+        raise invalid_schedule(
+            expression,
+            f"never fires, because day-of-month {day_of_month_text} does not occur in {listed}; "
+            f"choose a day that exists in {listed}",
+        )
     raise invalid_schedule(
         expression,
-        f"never fires, because day-of-month {day_of_month_text} does not occur in {listed}; "
-        f"choose a day that exists in {listed}",
+        f"never fires, because no day in {listed} matches both day-of-month "
+        f"{day_of_month_text} and day-of-week {day_of_week_text}, and a day must match both "
+        "when either field starts with '*'; change one of the two fields",
     )
+
+
+def _list_months(months: tuple[int, ...]) -> str:
+    if len(months) == len(_MONTH_FULL_NAMES):
+        return "any month"
+    names = [_MONTH_FULL_NAMES[month - 1] for month in months]
+    if len(names) == 1:
+        return names[0]
+    return ", ".join(names[:-1]) + " or " + names[-1]

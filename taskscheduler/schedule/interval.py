@@ -7,8 +7,8 @@ slots depend on nothing but the interval: they are the same on every
 replica, after any restart and in every time zone.
 
 A duration is written as in Go: one or more numbers, each followed by a
-unit h, m or s (`90s`, `1h30m`, `1.5h`). It must total a whole number of
-seconds, at least 1s.
+unit h, m or s (`90s`, `1h30m`, `1.5h`), each unit at most once. It must
+total a whole number of seconds, at least 1s.
 """
 
 from __future__ import annotations
@@ -65,12 +65,20 @@ def _parse_duration_s(expression: str, text: str) -> int:
             expression, f"@every duration {text!r} must be positive, {_EXAMPLES}"
         )
     total = Fraction(0)
+    units_seen: set[str] = set()
     position = 0
     while position < len(text):
         match = _PART.match(text, position)
         assert match is not None, "the pattern matches the empty string"
         number, unit = match.groups()
         _check_part(expression, text, number, unit)
+        if unit in units_seen:
+            raise invalid_schedule(
+                expression,
+                f"@every duration {text!r} gives unit {unit!r} more than once; "
+                "write each unit once, such as 2h or 1h30m",
+            )
+        units_seen.add(unit)
         total += Fraction(number) * _UNIT_SECONDS[unit]
         position = match.end()
     return _check_total(expression, text, total)

@@ -1,4 +1,4 @@
-"""The Schedule interface and parse_schedule, the one entry point that builds schedules."""
+"""The Schedule interface, parse_schedule that builds every schedule, and fire_times."""
 
 from __future__ import annotations
 
@@ -35,8 +35,8 @@ class Schedule(Protocol):
 def parse_schedule(expression: str, *, one_time: bool, timezone: str = "UTC") -> Schedule:
     """Parse a job's schedule, evaluated in the IANA time zone `timezone` ("" means UTC).
 
-    Recurring jobs take a 5-field cron expression, a macro such as @daily, or
-    `@every <duration>`. One-time jobs take an ISO-8601 instant. Raises
+    Recurring jobs take a 5- or 6-field cron expression, a macro such as @daily,
+    or `@every <duration>`. One-time jobs take an ISO-8601 instant. Raises
     InvalidArgumentError with field "schedule" or "timezone", whose message
     names the bad part and the fix.
     """
@@ -59,3 +59,23 @@ def parse_schedule(expression: str, *, one_time: bool, timezone: str = "UTC") ->
             "or give a cron expression such as '0 9 * * *'",
         )
     return CronSchedule(expression=text, fields=parse_cron(text), zone=zone)
+
+
+def fire_times(schedule: Schedule, after: datetime, count: int) -> list[datetime]:
+    """Return the next `count` fire instants strictly after the aware `after`, ascending.
+
+    Returns fewer when the schedule ends first. Raises ValueError for a naive
+    `after` or a negative `count`.
+    """
+    if after.tzinfo is None or after.utcoffset() is None:
+        raise ValueError(f"expected an aware datetime, got naive {after.isoformat()}")
+    if count < 0:
+        raise ValueError(f"count must be at least 0, got {count}")
+    fires: list[datetime] = []
+    fire = schedule.next_fire_after(after) if count else None
+    while fire is not None:
+        fires.append(fire)
+        if len(fires) == count:
+            break
+        fire = schedule.next_fire_after(fire)
+    return fires

@@ -1,4 +1,8 @@
-"""Cron schedules against hand-computed fire times, including daylight saving time days."""
+"""Recurring schedules against hand-computed fire times, including daylight saving time days.
+
+HAND_COMPUTED is the reference table for the dialect: 5- and 6-field cron,
+`L`, `W`, `#`, `?`, macros and `@every`, in zones with offset transitions.
+"""
 
 from __future__ import annotations
 
@@ -8,25 +12,20 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from taskscheduler.schedule import parse_schedule
+from taskscheduler.schedule import fire_times, parse_schedule
 
 
 def _utc(text: str) -> datetime:
     return datetime.fromisoformat(text).astimezone(UTC)
 
 
-def _next_fires(expression: str, timezone: str, after: datetime, count: int) -> list[datetime]:
-    schedule = parse_schedule(expression, one_time=False, timezone=timezone)
-    fires = []
-    for _ in range(count):
-        fire = schedule.next_fire_after(after)
-        assert fire is not None
-        fires.append(fire)
-        after = fire
-    return fires
-
+# Every hour of local 2026-10-25 in London, which has 25: 00:00 BST is 23:00Z the day before,
+# then 01:00 BST (00:00Z), 01:00 GMT (01:00Z), and so on to 23:00 GMT (23:00Z).
+LONDON_FALL_BACK_HOURS = ["2026-10-24T23:00Z"] + [f"2026-10-25T{hour:02}:00Z" for hour in range(24)]
 
 # Each row: expression, time zone, `after`, the expected next fire times (UTC).
+# Weekdays used below: 2026-01-01 is a Thursday, 2026-02-01 and 2026-03-01 are Sundays,
+# 2026-08-01 is a Saturday, 2026-11-01 is a Sunday.
 HAND_COMPUTED = [
     # Spring forward in New York (2026-03-08, 02:00 EST -> 03:00 EDT): 02:30 fires after the gap.
     (
@@ -195,6 +194,249 @@ HAND_COMPUTED = [
     ("* * * * *", "UTC", "2026-01-01T00:00:59.500Z", ["2026-01-01T00:01Z", "2026-01-01T00:02Z"]),
     ("59 23 31 12 *", "UTC", "2026-12-31T23:59Z", ["2027-12-31T23:59Z"]),
     ("  0   9 * *  *  ", "UTC", "2026-01-01T00:00Z", ["2026-01-01T09:00Z"]),
+    # London springs forward on 2026-03-29 at 01:00Z (01:00 GMT -> 02:00 BST).
+    (
+        "30 1 * * *",
+        "Europe/London",
+        "2026-03-28T12:00Z",
+        ["2026-03-29T01:00Z", "2026-03-30T00:30Z"],
+    ),
+    # London falls back on 2026-10-25 at 01:00Z (02:00 BST -> 01:00 GMT): 01:30 fires in BST only.
+    (
+        "30 1 * * *",
+        "Europe/London",
+        "2026-10-24T12:00Z",
+        ["2026-10-25T00:30Z", "2026-10-26T01:30Z"],
+    ),
+    ("0 * * * *", "Europe/London", "2026-10-24T22:59:59Z", LONDON_FALL_BACK_HOURS),
+    # New York falls back on 2026-11-01 at 06:00Z: the hourly job fires at 01:00 EDT and 01:00 EST.
+    (
+        "0 * * * *",
+        "America/New_York",
+        "2026-11-01T04:30Z",
+        ["2026-11-01T05:00Z", "2026-11-01T06:00Z", "2026-11-01T07:00Z"],
+    ),
+    # Lord Howe springs forward half an hour on 2026-10-03 at 15:30Z (02:00 +10:30 -> 02:30 +11).
+    (
+        "15 2 * * *",
+        "Australia/Lord_Howe",
+        "2026-10-02T12:00Z",
+        ["2026-10-02T15:45Z", "2026-10-03T15:30Z", "2026-10-04T15:15Z"],
+    ),
+    (
+        "*/30 * * * *",
+        "Australia/Lord_Howe",
+        "2026-10-03T15:00Z",
+        ["2026-10-03T15:30Z", "2026-10-03T16:00Z"],
+    ),
+    # February: 28 days in 2027, 29 in 2028.
+    (
+        "0 0 L 2 *",
+        "UTC",
+        "2026-06-01T00:00Z",
+        ["2027-02-28T00:00Z", "2028-02-29T00:00Z", "2029-02-28T00:00Z"],
+    ),
+    ("0 9 29 * *", "UTC", "2027-01-29T09:00Z", ["2027-03-29T09:00Z", "2027-04-29T09:00Z"]),
+    ("0 9 29 * *", "UTC", "2028-01-29T09:00Z", ["2028-02-29T09:00Z", "2028-03-29T09:00Z"]),
+    (
+        "0 12 L * *",
+        "UTC",
+        "2026-01-31T12:00Z",
+        ["2026-02-28T12:00Z", "2026-03-31T12:00Z", "2026-04-30T12:00Z"],
+    ),
+    (
+        "0 0 L-3 * *",
+        "UTC",
+        "2026-01-01T00:00Z",
+        ["2026-01-28T00:00Z", "2026-02-25T00:00Z", "2026-03-28T00:00Z"],
+    ),
+    # 15W: Feb 15 and Mar 15 are Sundays, so Monday the 16th; Aug 15 is a Saturday, so the 14th.
+    (
+        "0 9 15W * *",
+        "UTC",
+        "2026-01-01T00:00Z",
+        ["2026-01-15T09:00Z", "2026-02-16T09:00Z", "2026-03-16T09:00Z", "2026-04-15T09:00Z"],
+    ),
+    ("0 9 15W * *", "UTC", "2026-08-01T00:00Z", ["2026-08-14T09:00Z", "2026-09-15T09:00Z"]),
+    # 1W: Saturday Aug 1 moves to Monday Aug 3, not back into July; Sunday Nov 1 to Nov 2.
+    ("0 0 1W * *", "UTC", "2026-07-15T00:00Z", ["2026-08-03T00:00Z", "2026-09-01T00:00Z"]),
+    ("0 0 1W * *", "UTC", "2026-10-15T00:00Z", ["2026-11-02T00:00Z", "2026-12-01T00:00Z"]),
+    # 31W: Saturday Jan 31 moves to the 30th; Sunday May 31 to Friday the 29th, not into June.
+    (
+        "0 0 31W * *",
+        "UTC",
+        "2026-01-01T00:00Z",
+        [
+            "2026-01-30T00:00Z",
+            "2026-03-31T00:00Z",
+            "2026-05-29T00:00Z",
+            "2026-07-31T00:00Z",
+            "2026-08-31T00:00Z",
+        ],
+    ),
+    # LW: Saturday Jan 31 and Feb 28 move to Friday; Sunday May 31 to Friday the 29th.
+    (
+        "0 0 LW * *",
+        "UTC",
+        "2026-01-01T00:00Z",
+        [
+            "2026-01-30T00:00Z",
+            "2026-02-27T00:00Z",
+            "2026-03-31T00:00Z",
+            "2026-04-30T00:00Z",
+            "2026-05-29T00:00Z",
+        ],
+    ),
+    (
+        "0 0 * * 5L",
+        "UTC",
+        "2026-01-01T00:00Z",
+        ["2026-01-30T00:00Z", "2026-02-27T00:00Z", "2026-03-27T00:00Z"],
+    ),
+    # Berlin is back on CET (+01:00) after 2026-10-25.
+    (
+        "0 18 * * FRIL",
+        "Europe/Berlin",
+        "2026-10-01T00:00Z",
+        ["2026-10-30T17:00Z", "2026-11-27T17:00Z"],
+    ),
+    (
+        "0 0 * * MON#2",
+        "UTC",
+        "2026-01-01T00:00Z",
+        ["2026-01-12T00:00Z", "2026-02-09T00:00Z", "2026-03-09T00:00Z"],
+    ),
+    # New York is on EDT (-04:00) from 2026-03-08.
+    (
+        "30 8 * * 1#2",
+        "America/New_York",
+        "2026-03-01T00:00Z",
+        ["2026-03-09T12:30Z", "2026-04-13T12:30Z"],
+    ),
+    # Fifth Fridays: January and May 2026 have five.
+    ("0 0 * * 5#5", "UTC", "2026-01-01T00:00Z", ["2026-01-30T00:00Z", "2026-05-29T00:00Z"]),
+    # New York springs forward on the second Sunday of March: 02:30 fires after the gap.
+    ("30 2 * 3 SUN#2", "America/New_York", "2026-01-01T00:00Z", ["2026-03-08T07:00Z"]),
+    # Both day fields restricted: days 8 and 9, or the second Sunday.
+    (
+        "0 0 8-9 * 0#2",
+        "UTC",
+        "2021-01-01T00:00Z",
+        [
+            "2021-01-08T00:00Z",
+            "2021-01-09T00:00Z",
+            "2021-01-10T00:00Z",
+            "2021-02-08T00:00Z",
+            "2021-02-09T00:00Z",
+            "2021-02-14T00:00Z",
+            "2021-03-08T00:00Z",
+            "2021-03-09T00:00Z",
+        ],
+    ),
+    (
+        "0 0 L * MON#1",
+        "UTC",
+        "2026-01-01T00:00Z",
+        ["2026-01-05T00:00Z", "2026-01-31T00:00Z", "2026-02-02T00:00Z", "2026-02-28T00:00Z"],
+    ),
+    # '?' is '*', so only the first Mondays fire.
+    (
+        "0 0 ? * MON#1",
+        "UTC",
+        "2026-01-01T00:00Z",
+        ["2026-01-05T00:00Z", "2026-02-02T00:00Z", "2026-03-02T00:00Z"],
+    ),
+    (
+        "0 0 1,L * ?",
+        "UTC",
+        "2026-01-15T00:00Z",
+        ["2026-01-31T00:00Z", "2026-02-01T00:00Z", "2026-02-28T00:00Z", "2026-03-01T00:00Z"],
+    ),
+    # Day-of-month starts with '*', so the 1st, 16th or 31st that is a third Monday: the 16th.
+    (
+        "0 0 */15 * MON#3",
+        "UTC",
+        "2026-01-01T00:00Z",
+        ["2026-02-16T00:00Z", "2026-03-16T00:00Z", "2026-11-16T00:00Z"],
+    ),
+    # Steps restart at each month, year and hour boundary.
+    ("*/25 * * * *", "UTC", "2026-12-31T23:50Z", ["2027-01-01T00:00Z", "2027-01-01T00:25Z"]),
+    (
+        "0 0 */2 * *",
+        "UTC",
+        "2026-01-30T00:00Z",
+        ["2026-01-31T00:00Z", "2026-02-01T00:00Z", "2026-02-03T00:00Z"],
+    ),
+    (
+        "0 0 1 */5 *",
+        "UTC",
+        "2026-11-15T00:00Z",
+        ["2027-01-01T00:00Z", "2027-06-01T00:00Z", "2027-11-01T00:00Z"],
+    ),
+    (
+        "0 */7 * * *",
+        "UTC",
+        "2026-01-31T20:00Z",
+        ["2026-01-31T21:00Z", "2026-02-01T00:00Z", "2026-02-01T07:00Z"],
+    ),
+    # Six fields: second minute hour day-of-month month day-of-week.
+    (
+        "*/30 * * * * *",
+        "UTC",
+        "2024-01-01T00:00:00Z",
+        ["2024-01-01T00:00:30Z", "2024-01-01T00:01:00Z", "2024-01-01T00:01:30Z"],
+    ),
+    (
+        "5,10 * * * * *",
+        "UTC",
+        "2026-01-01T00:00:05Z",
+        ["2026-01-01T00:00:10Z", "2026-01-01T00:01:05Z", "2026-01-01T00:01:10Z"],
+    ),
+    (
+        "0/20 0 0 1 1 *",
+        "UTC",
+        "2026-12-31T23:59:59Z",
+        [
+            "2027-01-01T00:00:00Z",
+            "2027-01-01T00:00:20Z",
+            "2027-01-01T00:00:40Z",
+            "2028-01-01T00:00:00Z",
+        ],
+    ),
+    ("59 59 23 31 12 *", "UTC", "2026-12-31T23:59:59Z", ["2027-12-31T23:59:59Z"]),
+    ("0 0 12 L * ?", "UTC", "2026-02-01T00:00Z", ["2026-02-28T12:00Z", "2026-03-31T12:00Z"]),
+    # The hour-field rule holds with seconds: 02:30:15 falls in the gap, 01:30:xx fires in EDT.
+    (
+        "15 30 2 * * *",
+        "America/New_York",
+        "2026-03-07T12:00Z",
+        ["2026-03-08T07:00:00Z", "2026-03-09T06:30:15Z"],
+    ),
+    (
+        "*/20 30 1 * * *",
+        "America/New_York",
+        "2026-10-31T12:00Z",
+        [
+            "2026-11-01T05:30:00Z",
+            "2026-11-01T05:30:20Z",
+            "2026-11-01T05:30:40Z",
+            "2026-11-02T06:30:00Z",
+        ],
+    ),
+    (
+        "45 59 * * * *",
+        "Europe/London",
+        "2026-10-25T00:00Z",
+        ["2026-10-25T00:59:45Z", "2026-10-25T01:59:45Z", "2026-10-25T02:59:45Z"],
+    ),
+    # 2026-01-01T00:00Z is 1767225600 s after the epoch, a multiple of 90 and of 5400.
+    ("@every 90s", "UTC", "2026-01-01T00:00Z", ["2026-01-01T00:01:30Z", "2026-01-01T00:03:00Z"]),
+    (
+        "@every 1h30m",
+        "Australia/Lord_Howe",
+        "2026-04-04T14:00Z",
+        ["2026-04-04T15:00Z", "2026-04-04T16:30Z"],
+    ),
 ]
 
 
@@ -203,10 +445,12 @@ HAND_COMPUTED = [
     HAND_COMPUTED,
     ids=[f"{row[0].strip()}|{row[1] or 'empty'}|{row[2]}" for row in HAND_COMPUTED],
 )
-def test_cron_hand_computed(
+def test_fire_times_hand_computed(
     expression: str, timezone: str, after: str, expected: list[str]
 ) -> None:
-    fires = _next_fires(expression, timezone, _utc(after), len(expected))
+    schedule = parse_schedule(expression, one_time=False, timezone=timezone)
+
+    fires = fire_times(schedule, _utc(after), len(expected))
 
     assert fires == [_utc(text) for text in expected]
     assert all(fire.tzinfo is UTC for fire in fires)
