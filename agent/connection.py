@@ -35,7 +35,20 @@ _CHANNEL_OPTIONS = (
     ("grpc.initial_reconnect_backoff_ms", 100),
     ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 5000),
+    # Pings find a coordinator that stopped answering (frozen, or cut off) in
+    # about 5 s, failing the calls open on it so the agent moves on, instead of
+    # each call waiting out its own deadline. The coordinator's server allows them.
+    ("grpc.keepalive_time_ms", 3000),
+    ("grpc.keepalive_timeout_ms", 2000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
 )
+
+# Once a follower has redirected a call, the cluster is up and electing (or has
+# just elected) a leader. Retries of that call then wait at most this long, so
+# the agent reaches a new leader within this delay of its election, instead of
+# after a backoff that grew during the election (up to RetryPolicy.max_s).
+_MAX_DELAY_AFTER_REDIRECT_S = 0.5
 
 
 class CoordinatorUnavailableError(SchedulerError, ConnectionError):
@@ -48,6 +61,11 @@ class CoordinatorUnavailableError(SchedulerError, ConnectionError):
         )
         self.method = method
         self.cause = cause
+
+
+def _next_delay_s(backoff: Backoff, redirected: bool) -> float:
+    delay_s = backoff.next_delay_s()
+    return min(delay_s, _MAX_DELAY_AFTER_REDIRECT_S) if redirected else delay_s
 
 
 class CoordinatorClient:
@@ -107,10 +125,10 @@ class CoordinatorClient:
                     self._follow_leader(leader, address, method)
                     # Retry a first redirect at once; repeated redirects mean an
                     # election is under way, so they back off.
-                    delay_s = backoff.next_delay_s() if redirected else 0.0
+                    delay_s = _next_delay_s(backoff, redirected) if redirected else 0.0
                     redirected = True
                 elif error.code() in _MOVE_ON_CODES:
-                    delay_s = backoff.next_delay_s()
+                    delay_s = _next_delay_s(backoff, redirected)
                     self._move_on(address, method, error, backoff.retries, delay_s)
                 else:
                     raise

@@ -120,10 +120,8 @@ class Outbox:
 
 def _handle_rejection(log: FilteringBoundLogger, error: grpc.aio.AioRpcError) -> bool:
     code = error.code()
-    # NOTE: a follower without a known leader (election under way) also returns
-    # FAILED_PRECONDITION, without a leader address, and the status does not tell
-    # it apart from a stale lease. Such a report is dropped too; the lease then
-    # expires and the run's retry policy decides.
+    # A follower that knows no leader answers UNAVAILABLE, which the client
+    # retries, so FAILED_PRECONDITION here means the lease itself is stale.
     if code == grpc.StatusCode.FAILED_PRECONDITION:
         log.warning("lease is stale; dropping the attempt's result", details=error.details())
         return True

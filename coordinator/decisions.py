@@ -60,12 +60,13 @@ def plan_fire(job: Job, schedule: Schedule, now: datetime) -> FirePlan:
     catch_up = spec.misfire_policy is MisfirePolicy.CATCH_UP
     lookback = timedelta(seconds=spec.catch_up_window_s) if catch_up else DENSE_LOOKBACK
     due, walked_past = _due_slots(job.next_fire_at, schedule, now, lookback)
-    fired = _select_slots(due, spec.misfire_policy, now, lookback)
     following = schedule.next_fire_after(now)
     if spec.end_at is not None:
-        fired = [slot for slot in fired if slot <= spec.end_at]
+        # Before the policy picks, so run_once picks the newest missed slot within the window.
+        due = [slot for slot in due if slot <= spec.end_at]
         if following is not None and following > spec.end_at:
             following = None
+    fired = _select_slots(due, spec.misfire_policy, now, lookback)
     dropped = walked_past + len(due) - len(fired)
     return FirePlan(slots=tuple(fired), next_fire_at=following, dropped_slots=dropped)
 

@@ -115,6 +115,7 @@ class Engine:
             clock=self._clock,
             max_runs=self._settings.history_max_runs,
             max_age=self._settings.history_max_age,
+            fence=self._election.fence_compare,
         )
         loops: dict[str, Callable[[], Awaitable[None]]] = {
             "firing": firer.run,

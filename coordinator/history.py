@@ -8,6 +8,7 @@ job's oldest keys; runs still queued or running are never deleted.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from taskscheduler.clock import Clock
@@ -15,6 +16,7 @@ from taskscheduler.coordinator import etcd
 from taskscheduler.coordinator.jobcache import JobCache
 from taskscheduler.coordinator.keys import KeyLayout
 from taskscheduler.coordinator.state import LeaderState
+from taskscheduler.errors import LostLeadershipError
 from taskscheduler.logs import get_logger
 
 log = get_logger(__name__)
@@ -31,8 +33,10 @@ class HistoryPruner:
         clock: Clock,
         max_runs: int,
         max_age: timedelta,
+        fence: Callable[[], etcd.Compare],
         interval_s: float = 30.0,
     ) -> None:
+        self._fence = fence
         self._store = store
         self._keys = keys
         self._cache = cache
@@ -70,7 +74,9 @@ class HistoryPruner:
             if index < excess or _fire_time_of(run_id) < cutoff:
                 doomed.append(etcd.delete(kv.key))
         for start in range(0, len(doomed), 100):
-            await self._store.txn([], doomed[start : start + 100])
+            result = await self._store.txn([self._fence()], doomed[start : start + 100])
+            if not result.succeeded:
+                raise LostLeadershipError("leader fence no longer matches; another replica leads")
         return len(doomed)
 
 

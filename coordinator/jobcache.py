@@ -53,15 +53,23 @@ class JobCache:
             self._set(job_id, None)
 
     async def run(self) -> None:
-        """Load and watch until cancelled, reloading after every broken watch."""
+        """Load and watch until cancelled, reloading after every broken watch.
+
+        Retries back off from 0.5 s to 5 s; only the first failure of a streak
+        is logged as a warning.
+        """
+        delay_s = 0.5
         while True:
             try:
                 revision = await self._load()
                 self.synced.set()
+                delay_s = 0.5
                 await self._watch(revision + 1)
             except (StoreUnavailableError, etcd.WatchCompactedError) as error:
-                log.warning("job watch interrupted; reloading", error=str(error))
-                await asyncio.sleep(0.5)
+                level = log.warning if delay_s == 0.5 else log.debug
+                level("job watch interrupted; reloading", error=str(error), retry_in_s=delay_s)
+                await asyncio.sleep(delay_s)
+                delay_s = min(5.0, delay_s * 2)
 
     async def _load(self) -> int:
         """Read every job; return the revision of the first page, where the watch resumes."""

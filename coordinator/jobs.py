@@ -41,11 +41,12 @@ class JobRepository:
     async def create(self, draft: JobDraft) -> Job:
         spec = validate_job_spec(draft)
         now = self._clock.now()
+        next_fire_at = first_fire_at(spec, now)
         job = Job(
             id=ids.new_job_id(),
             spec=spec,
-            status=JobStatus.SCHEDULED,
-            next_fire_at=first_fire_at(spec, now),
+            status=idle_status(spec, next_fire_at),
+            next_fire_at=next_fire_at,
             created_at=now,
             updated_at=now,
         )
@@ -97,13 +98,13 @@ class JobRepository:
         def change(job: Job) -> Job:
             if not job.paused:
                 return job
-            resumed = dataclasses.replace(job, status=JobStatus.SCHEDULED)
-            if job.next_fire_at is None and job.last_fire_at is None:
-                now = self._clock.now()
-                resumed = dataclasses.replace(resumed, next_fire_at=first_fire_at(job.spec, now))
+            next_fire_at = job.next_fire_at
+            if next_fire_at is None and job.last_fire_at is None:
+                next_fire_at = first_fire_at(job.spec, self._clock.now())
             # Otherwise next_fire_at still names the first slot missed while paused,
             # and the leader applies the job's misfire policy to the missed slots.
-            return resumed
+            status = idle_status(job.spec, next_fire_at)
+            return dataclasses.replace(job, status=status, next_fire_at=next_fire_at)
 
         job = await self._rewrite(job_id, change)
         log.info("job resumed", job_id=job_id, next_fire_at=_iso(job.next_fire_at))
@@ -171,8 +172,8 @@ class JobRepository:
             return changed
         next_fire_at = first_fire_at(spec, self._clock.now())
         status = job.status
-        if status in (JobStatus.COMPLETED, JobStatus.FAILED):
-            status = JobStatus.SCHEDULED
+        if status in (JobStatus.SCHEDULED, JobStatus.COMPLETED, JobStatus.FAILED):
+            status = idle_status(spec, next_fire_at)
         return dataclasses.replace(changed, next_fire_at=next_fire_at, status=status)
 
 
@@ -194,6 +195,17 @@ def first_fire_at(spec: JobSpec, now: datetime) -> datetime | None:
     if first is not None and spec.end_at is not None and first > spec.end_at:
         return None
     return first
+
+
+def idle_status(spec: JobSpec, next_fire_at: datetime | None) -> JobStatus:
+    """Return the status of a job without active runs.
+
+    A recurring job with no slot left before its `end_at` is completed, and any other job
+    is scheduled.
+    """
+    if spec.type is JobType.RECURRING and next_fire_at is None:
+        return JobStatus.COMPLETED
+    return JobStatus.SCHEDULED
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -67,7 +67,15 @@ async def wait_for_etcd(store: etcd.Etcd, keys: KeyLayout, timeout_s: float) -> 
 
 
 def build_server(config: CoordinatorConfig, services: dict[str, object]) -> grpc.aio.Server:
-    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    server = grpc.aio.server(
+        options=[
+            ("grpc.so_reuseport", 0),
+            # Agents ping every 3 s to notice a frozen coordinator; accept that rate.
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.min_recv_ping_interval_without_data_ms", 2000),
+            ("grpc.http2.max_ping_strikes", 0),
+        ]
+    )
     jobs_pb2_grpc.add_JobServiceServicer_to_server(services["jobs"], server)
     workers_pb2_grpc.add_WorkerServiceServicer_to_server(services["workers"], server)
     monitoring_pb2_grpc.add_MonitoringServiceServicer_to_server(services["monitoring"], server)
