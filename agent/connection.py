@@ -42,6 +42,9 @@ _CHANNEL_OPTIONS = (
     ("grpc.keepalive_timeout_ms", 2000),
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.max_pings_without_data", 0),
+    # grpcio 1.85 enforces this ping deadline, not keepalive_timeout_ms (measured:
+    # without it, a call to a SIGSTOPped server waited out its whole deadline).
+    ("grpc.http2.ping_timeout_ms", 2000),
 )
 
 # Once a follower has redirected a call, the cluster is up and electing (or has
