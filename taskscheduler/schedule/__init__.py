@@ -6,11 +6,11 @@ whose `next_fire_after(after)` gives the next fire instant in UTC, and
 values: they read no clock, so callers pass the current instant in.
 
 - Cron (recurring jobs): 5 fields, minute hour day-of-month month
-  day-of-week, or 6 with a seconds field first; `L`, `W`, `#` and `?` in the
-  day fields; and the macros @yearly, @annually, @monthly, @weekly, @daily,
-  @midnight and @hourly. Evaluated on the wall clock of the job's IANA time
-  zone, with daylight saving time rules described in
-  taskscheduler.schedule.cron.
+  day-of-week, or 6 with a seconds field first. The day fields also take
+  `L`, `W`, `#` and `?`. The macros are @yearly, @annually, @monthly,
+  @weekly, @daily, @midnight and @hourly. Cron is evaluated on the wall
+  clock of the job's IANA time zone, with the daylight saving time rules
+  described in taskscheduler.schedule.cron.
 - `@every <duration>` (recurring jobs): the fire instants are the Unix epoch
   plus whole multiples of the interval, 1970-01-01T00:00:00Z + k * interval.
   So `@every 2s` fires on even UTC seconds, every replica and every restart

@@ -64,8 +64,9 @@ class CronSchedule:
         start = _floor_second(_wall_time(cursor, offset)) + _ONE_SECOND
         start = max(start, self._first_wall_time_after_fall_back(cursor))
 
+        search = _WallTimeSearch(self.fields)
         while True:
-            wall_time = self.fields.next_wall_time(start)
+            wall_time = search.first_at_or_after(start)
             if wall_time is None:
                 return None
             candidate = (wall_time - offset).replace(tzinfo=UTC)
@@ -87,8 +88,8 @@ class CronSchedule:
             return False
         gap_start = _ceil_second(_wall_time(transition.at, transition.offset_before))
         gap_end = _wall_time(transition.at, transition.offset_after)
-        skipped = self.fields.next_wall_time(gap_start)
-        return skipped is not None and skipped < gap_end
+        skipped = self.fields.next_wall_time(gap_start, before=gap_end)
+        return skipped is not None
 
     def _first_wall_time_of_span(self, transition: Transition) -> datetime:
         """Return the earliest wall time that may fire in the span that starts at `transition`.
@@ -117,6 +118,29 @@ class CronSchedule:
             not self.fields.hour_follows_elapsed_time
             and transition.offset_after < transition.offset_before
         )
+
+
+class _WallTimeSearch:
+    """Finds the next matching wall time, reusing the last result while it still applies.
+
+    A schedule that fires once in years passes many offset transitions before
+    its next fire time, and each span would otherwise search the calendar again.
+    """
+
+    def __init__(self, fields: CronFields) -> None:
+        self._fields = fields
+        self._searched_from: datetime | None = None
+        self._found: datetime | None = None
+
+    def first_at_or_after(self, start: datetime) -> datetime | None:
+        # Nothing matches in [searched_from, found), so `found` is also the first match
+        # at or after any `start` in that interval.
+        searched_from, found = self._searched_from, self._found
+        if searched_from is not None and found is not None and searched_from <= start <= found:
+            return found
+        self._searched_from = start
+        self._found = self._fields.next_wall_time(start)
+        return self._found
 
 
 def _to_utc(instant: datetime) -> datetime:

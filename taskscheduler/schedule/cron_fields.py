@@ -45,22 +45,24 @@ class CronFields:
             and self.matches_day(wall_time.date())
         )
 
-    def next_wall_time(self, start: datetime) -> datetime | None:
-        """Return the first matching naive wall time at or after `start`.
+    def next_wall_time(self, start: datetime, before: datetime | None = None) -> datetime | None:
+        """Return the first matching naive wall time at or after `start` (and before `before`).
 
         `start` must be a whole second. Returns None when nothing matches up to
-        the end of year LAST_YEAR.
+        `before`, or else up to the end of year LAST_YEAR.
         """
         day: date | None = start.date()
         earliest_time: time | None = start.time()
-        while day is not None:
+        last_day = before.date() if before is not None else date.max
+        while day is not None and day <= last_day:
             if day.month not in self.months:
                 day, earliest_time = self._first_day_of_next_month(day), None
                 continue
             if self.days.matches_date(day):
                 found = self._first_time_at_or_after(earliest_time)
                 if found is not None:
-                    return datetime.combine(day, found)
+                    wall_time = datetime.combine(day, found)
+                    return wall_time if before is None or wall_time < before else None
             day, earliest_time = _following_day(day), None
         return None
 

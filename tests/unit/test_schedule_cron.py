@@ -317,6 +317,13 @@ HAND_COMPUTED = [
     ("0 0 * * 5#5", "UTC", "2026-01-01T00:00Z", ["2026-01-30T00:00Z", "2026-05-29T00:00Z"]),
     # New York springs forward on the second Sunday of March: 02:30 fires after the gap.
     ("30 2 * 3 SUN#2", "America/New_York", "2026-01-01T00:00Z", ["2026-03-08T07:00Z"]),
+    # A fifth Monday in February needs Feb 29 on a Monday; 2100 is not a leap year.
+    (
+        "0 0 ? 2 MON#5",
+        "UTC",
+        "2026-01-01T00:00Z",
+        ["2044-02-29T00:00Z", "2072-02-29T00:00Z", "2112-02-29T00:00Z"],
+    ),
     # Both day fields restricted: days 8 and 9, or the second Sunday.
     (
         "0 0 8-9 * 0#2",
@@ -405,7 +412,7 @@ HAND_COMPUTED = [
     ),
     ("59 59 23 31 12 *", "UTC", "2026-12-31T23:59:59Z", ["2027-12-31T23:59:59Z"]),
     ("0 0 12 L * ?", "UTC", "2026-02-01T00:00Z", ["2026-02-28T12:00Z", "2026-03-31T12:00Z"]),
-    # The hour-field rule holds with seconds: 02:30:15 falls in the gap, 01:30:xx fires in EDT.
+    # The hour-field rule applies with seconds: 02:30:15 is in the gap, 01:30:xx fires in EDT.
     (
         "15 30 2 * * *",
         "America/New_York",
@@ -456,6 +463,49 @@ def test_fire_times_hand_computed(
     assert all(fire.tzinfo is UTC for fire in fires)
 
 
+def test_fire_times_stops_when_schedule_ends() -> None:
+    schedule = parse_schedule("2026-12-24T18:00:00Z", one_time=True)
+
+    fires = fire_times(schedule, datetime(2026, 1, 1, tzinfo=UTC), 5)
+
+    assert fires == [datetime(2026, 12, 24, 18, 0, tzinfo=UTC)]
+
+
+def test_fire_times_stops_at_last_year() -> None:
+    schedule = parse_schedule("0 0 1 1 *", one_time=False)
+
+    fires = fire_times(schedule, datetime(9996, 6, 1, tzinfo=UTC), 5)
+
+    assert fires == [datetime(9997, 1, 1, tzinfo=UTC), datetime(9998, 1, 1, tzinfo=UTC)]
+
+
+def test_fire_times_zero_count() -> None:
+    schedule = parse_schedule("* * * * *", one_time=False)
+
+    assert fire_times(schedule, datetime(2026, 1, 1, tzinfo=UTC), 0) == []
+
+
+def test_fire_times_after_a_past_one_time() -> None:
+    schedule = parse_schedule("2001-01-01T00:00:00Z", one_time=True)
+
+    assert fire_times(schedule, datetime(2026, 1, 1, tzinfo=UTC), 3) == []
+
+
+@pytest.mark.parametrize(
+    ("after", "count", "message"),
+    [
+        (datetime(2026, 1, 1), 1, "aware"),
+        (datetime(2026, 1, 1), 0, "aware"),
+        (datetime(2026, 1, 1, tzinfo=UTC), -1, "count must be at least 0, got -1"),
+    ],
+)
+def test_fire_times_bad_arguments(after: datetime, count: int, message: str) -> None:
+    schedule = parse_schedule("* * * * *", one_time=False)
+
+    with pytest.raises(ValueError, match=message):
+        fire_times(schedule, after, count)
+
+
 @pytest.mark.parametrize(
     ("day", "count"), [("2026-10-25", 25), ("2026-03-29", 23), ("2026-06-01", 24)]
 )
@@ -487,6 +537,9 @@ def test_hourly_london_local_day(day: str, count: int) -> None:
         ("0 * * * *", 8760),
         # On 2026-03-08, 02:00 fires after the gap at 03:00 EDT, the same instant as 03:00.
         ("0 2,3 * * *", 729),
+        ("*/30 30 1 * * *", 730),
+        # On 2026-03-08, 02:30:00 and 02:30:30 both fire once, together, after the gap.
+        ("*/30 30 2 * * *", 729),
     ],
 )
 def test_year_in_new_york(expression: str, expected_count: int) -> None:

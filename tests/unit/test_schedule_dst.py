@@ -4,12 +4,13 @@ The enumerator applies the daylight saving time rules to every UTC minute,
 using only zoneinfo. A fixed-hour schedule fires at the first occurrence
 (fold 0) of a matching wall time. It also fires at the first minute after a
 gap that skipped a matching wall time. A schedule whose hour field is `*` or
-a step fires at every minute whose wall time matches.
+a step fires at every minute whose wall time matches. Within a firing minute,
+it fires at each second of the seconds field.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -17,6 +18,7 @@ import pytest
 
 from taskscheduler.schedule import parse_schedule
 from taskscheduler.schedule.cron import CronSchedule
+from taskscheduler.schedule.cron_fields import CronFields
 
 _MINUTE = timedelta(minutes=1)
 
@@ -32,6 +34,13 @@ EXPRESSIONS = [
     "*/7 0-3 * * *",
     "59 23 * * *",
     "30 0,1 * * sun",
+    "*/20 30 2 * * *",
+    "10,50 30 1 * * *",
+    "*/30 */20 * * * *",
+    "59 59 1 * * *",
+    "0 30 1,2 * * SUN#1,SUN#2,SUNL",
+    "30 2 1W,LW * *",
+    "45 1 L,L-1 * 1#1",
 ]
 
 # Zones and UTC days on which their offset changes.
@@ -53,39 +62,74 @@ TRANSITION_DAYS = [
 ]
 
 
-def _follows_elapsed_time(expression: str) -> bool:
-    hour_field = expression.split()[1]
-    return hour_field.startswith("*") or "/" in hour_field
-
-
 def enumerate_fires(
-    matches: Callable[[datetime], bool],
+    matches_minute: Callable[[datetime], bool],
+    seconds: Sequence[int],
     follows_elapsed_time: bool,
     zone: ZoneInfo,
     start: datetime,
     end: datetime,
 ) -> list[datetime]:
-    """Return every UTC minute in [start, end) at which the DST rules fire the schedule."""
+    """Return every instant in [start, end) at which the DST rules fire the schedule.
+
+    `matches_minute` returns whether a wall-clock minute matches every field but
+    the seconds; it gets the local time, naive for skipped wall times. `seconds`
+    lists the seconds field's values. `start` must be a whole UTC minute and the
+    zone's offsets whole minutes, as they are for the zones and years these tests use.
+    """
     fires = []
-    previous_wall = (start - _MINUTE).astimezone(zone).replace(tzinfo=None)
+    previous_offset = (start - _MINUTE).astimezone(zone).utcoffset()
     instant = start
     while instant < end:
         local = instant.astimezone(zone)
-        wall = local.replace(tzinfo=None)
+        offset = local.utcoffset()
+        assert local.second == 0, f"{zone} has an offset of a fraction of a minute at {instant}"
+        gap_matches = False
         if follows_elapsed_time:
-            fires_now = matches(wall)
+            wall_fires = matches_minute(local)
         else:
-            skipped = previous_wall + _MINUTE
-            gap_matches = False
-            while skipped < wall:
-                gap_matches = gap_matches or matches(skipped)
-                skipped += _MINUTE
-            fires_now = gap_matches or (matches(wall) and local.fold == 0)
-        if fires_now:
-            fires.append(instant)
-        previous_wall = wall
+            if offset > previous_offset:
+                gap = _skipped_wall_minutes(local, offset - previous_offset)
+                gap_matches = any(matches_minute(wall) for wall in gap)
+            wall_fires = local.fold == 0 and matches_minute(local)
+
+        if gap_matches or wall_fires:
+            in_minute = {instant} if gap_matches else set()
+            if wall_fires:
+                in_minute.update(instant + timedelta(seconds=second) for second in seconds)
+            fires.extend(sorted(fire for fire in in_minute if fire < end))
+        previous_offset = offset
         instant += _MINUTE
     return fires
+
+
+def _skipped_wall_minutes(local: datetime, jump: timedelta) -> list[datetime]:
+    """Return the naive wall minutes that a forward jump of `jump` skipped just before `local`."""
+    wall = local.replace(tzinfo=None)
+    return [wall - jump + i * _MINUTE for i in range(jump // _MINUTE)]
+
+
+def enumerate_parsed_fires(
+    schedule: CronSchedule, start: datetime, end: datetime
+) -> list[datetime]:
+    """Enumerate with the parsed fields' own matching; the DST rules are the enumerator's.
+
+    Whether the hour field follows elapsed time is read from the expression text.
+    """
+    fields: CronFields = schedule.fields
+    hour_field = schedule.expression.split()[-4]
+
+    def matches_minute(wall: datetime) -> bool:
+        return fields.matches(wall.replace(second=fields.seconds[0]))
+
+    return enumerate_fires(
+        matches_minute,
+        fields.seconds,
+        hour_field.startswith("*") or "/" in hour_field,
+        schedule.zone,
+        start,
+        end,
+    )
 
 
 def chain_fires(schedule: CronSchedule, start: datetime, end: datetime) -> list[datetime]:
@@ -97,18 +141,38 @@ def chain_fires(schedule: CronSchedule, start: datetime, end: datetime) -> list[
     return fires
 
 
+def test_enumerator_seconds_in_gap() -> None:
+    """Skipped 02:30:xx wall times fire once at the transition; the next day fires each second."""
+    zone = ZoneInfo("America/New_York")
+
+    def matches_minute(wall: datetime) -> bool:
+        return (wall.hour, wall.minute) == (2, 30)
+
+    fires = enumerate_fires(
+        matches_minute,
+        (0, 30),
+        False,
+        zone,
+        datetime(2026, 3, 8, 0, 0, tzinfo=UTC),
+        datetime(2026, 3, 10, 0, 0, tzinfo=UTC),
+    )
+
+    assert fires == [
+        datetime(2026, 3, 8, 7, 0, tzinfo=UTC),
+        datetime(2026, 3, 9, 6, 30, tzinfo=UTC),
+        datetime(2026, 3, 9, 6, 30, 30, tzinfo=UTC),
+    ]
+
+
 @pytest.mark.parametrize(("timezone", "day"), TRANSITION_DAYS)
 def test_transition_matches_enumerator(timezone: str, day: str) -> None:
-    zone = ZoneInfo(timezone)
     start = datetime.fromisoformat(day).replace(tzinfo=UTC) - timedelta(days=1)
     end = start + timedelta(days=3)
 
     for expression in EXPRESSIONS:
         schedule = parse_schedule(expression, one_time=False, timezone=timezone)
         assert isinstance(schedule, CronSchedule)
-        expected = enumerate_fires(
-            schedule.fields.matches, _follows_elapsed_time(expression), zone, start, end
-        )
+        expected = enumerate_parsed_fires(schedule, start, end)
 
         assert chain_fires(schedule, start, end) == expected, expression
 
