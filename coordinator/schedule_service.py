@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from datetime import UTC, datetime
 
 import grpc
@@ -11,11 +13,12 @@ from taskscheduler.coordinator import codec
 from taskscheduler.coordinator.model import JobType
 from taskscheduler.coordinator.rpc import translate_errors
 from taskscheduler.errors import InvalidArgumentError
-from taskscheduler.schedule import parse_schedule
+from taskscheduler.schedule import Schedule, parse_schedule
 from taskscheduler.v1 import schedules_pb2, schedules_pb2_grpc
 
 DEFAULT_COUNT = 10
 MAX_COUNT = 1000
+PREVIEW_BUDGET_S = 1.0
 
 
 class ScheduleServicer(schedules_pb2_grpc.ScheduleServiceServicer):
@@ -44,13 +47,21 @@ class ScheduleServicer(schedules_pb2_grpc.ScheduleServiceServicer):
         default_after = datetime.min.replace(tzinfo=UTC) if one_time else self._clock.now()
         after = codec.timestamp_to_datetime(request.after) or default_after
 
-        fire_times: list[datetime] = []
-        slot = schedule.next_fire_after(after)
-        while slot is not None and len(fire_times) < count:
-            fire_times.append(slot)
-            slot = schedule.next_fire_after(slot)
+        # A sparse schedule (Feb 29 on a Monday) can take long to walk; the walk
+        # runs off the event loop and stops at a time budget.
+        fire_times = await asyncio.to_thread(_fire_times_within_budget, schedule, after, count)
 
         response = schedules_pb2.PreviewScheduleResponse()
         for fire_time in fire_times:
             response.fire_times.add().FromDatetime(fire_time)
         return response
+
+
+def _fire_times_within_budget(schedule: Schedule, after: datetime, count: int) -> list[datetime]:
+    deadline = time.monotonic() + PREVIEW_BUDGET_S
+    fire_times: list[datetime] = []
+    slot = schedule.next_fire_after(after)
+    while slot is not None and len(fire_times) < count and time.monotonic() < deadline:
+        fire_times.append(slot)
+        slot = schedule.next_fire_after(slot)
+    return fire_times
