@@ -12,7 +12,10 @@ coordinator:
   because a write may have been applied before the connection broke, and
   the coordinator's writes are idempotent per request only in places;
 - FAILED_PRECONDITION from a follower with an `x-leader-address` trailer is
-  retried once at that address, because the follower applied nothing.
+  retried once at that address, because the follower applied nothing;
+- a follower's UNAVAILABLE with the `x-not-leader` trailer (no leader is
+  elected yet) is retried every half second until `election_wait_s` runs
+  out, writes included, because nothing was applied.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from google.protobuf.message import Message
 
 from taskscheduler.errors import SchedulerError
 from taskscheduler.gateway.http_rules import HttpBinding
-from taskscheduler.grpc_status import leader_address_of
+from taskscheduler.grpc_status import is_not_leader, leader_address_of
 from taskscheduler.logs import get_logger
 
 log = get_logger(__name__)
@@ -70,6 +73,8 @@ class FailoverPolicy:
     backoff_s: float = 0.25
     # All connect attempts of one call, both rounds, end within this time.
     failover_budget_s: float = 4.5
+    # How long a call waits for an election to finish (a few election TTLs).
+    election_wait_s: float = 12.0
 
     def __post_init__(self) -> None:
         for name in ("call_deadline_s", "connect_timeout_s", "failover_budget_s"):
@@ -97,11 +102,24 @@ class CoordinatorClient:
         return tuple(self._addresses)
 
     async def call(self, binding: HttpBinding, request: Message) -> Message:
-        """Send one request and return the response.
+        """Send one request and return the response, waiting out a leader election.
 
         Raises grpc.aio.AioRpcError with the coordinator's status, or
         CoordinatorUnreachableError when no address could be connected to.
         """
+        loop = asyncio.get_running_loop()
+        election_ends = loop.time() + self._policy.election_wait_s
+        while True:
+            try:
+                return await self._call_once(binding, request)
+            except grpc.aio.AioRpcError as err:
+                leaderless = err.code() == grpc.StatusCode.UNAVAILABLE and is_not_leader(err)
+                if not leaderless or loop.time() >= election_ends:
+                    raise
+                log.info("no leader elected yet; retrying", rpc=binding.full_method)
+                await asyncio.sleep(0.5)
+
+    async def _call_once(self, binding: HttpBinding, request: Message) -> Message:
         loop = asyncio.get_running_loop()
         budget_ends = loop.time() + self._policy.failover_budget_s
         last_error: grpc.aio.AioRpcError | None = None

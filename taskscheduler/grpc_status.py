@@ -15,6 +15,9 @@ from taskscheduler import errors
 
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
 LEADER_ADDRESS_KEY = "x-leader-address"
+# Set on a follower's rejection of a leader-only call: nothing was applied, so
+# any client may retry the call, writes included.
+NOT_LEADER_KEY = "x-not-leader"
 
 # Most specific class first: the first isinstance match wins.
 _STATUS_BY_ERROR: tuple[tuple[type[Exception], grpc.StatusCode], ...] = (
@@ -52,8 +55,10 @@ def trailers_for(error: Exception, code: grpc.StatusCode) -> tuple[tuple[str, st
         detail = status_pb2.Status(code=code.value[0], message=str(error))
         detail.details.add().Pack(error_details_pb2.BadRequest(field_violations=[violation]))
         trailers.append((STATUS_DETAILS_KEY, detail.SerializeToString()))
-    if isinstance(error, errors.NotLeaderError) and error.leader_address:
-        trailers.append((LEADER_ADDRESS_KEY, error.leader_address))
+    if isinstance(error, errors.NotLeaderError):
+        trailers.append((NOT_LEADER_KEY, "1"))
+        if error.leader_address:
+            trailers.append((LEADER_ADDRESS_KEY, error.leader_address))
     return tuple(trailers)
 
 
@@ -76,6 +81,11 @@ def leader_address_of(error: grpc.RpcError) -> str:
         if key == LEADER_ADDRESS_KEY:
             return value if isinstance(value, str) else value.decode()
     return ""
+
+
+def is_not_leader(error: grpc.RpcError) -> bool:
+    """Return True when a follower rejected a leader-only call before applying anything."""
+    return any(key == NOT_LEADER_KEY for key, _ in _trailing_metadata(error))
 
 
 def _trailing_metadata(error: grpc.RpcError) -> tuple[tuple[str, str | bytes], ...]:

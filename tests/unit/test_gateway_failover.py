@@ -184,21 +184,40 @@ async def test_leader_redirect_happens_once(
     assert second.calls == 1
 
 
-async def test_leaderless_write_not_retried(
+async def test_leaderless_write_waits_for_election(
     start_replica: StartReplica, clients: Callable[..., CoordinatorClient]
 ) -> None:
     follower, follower_address = await start_replica("follower")
-    other, other_address = await start_replica("other")
     follower.mode = "follower"
-    client = clients([follower_address, other_address])
+    client = clients([follower_address])
+    # The election ends while the gateway retries: the follower starts to answer.
+    asyncio.get_running_loop().call_later(0.7, setattr, follower, "mode", "serving")
+
+    response = await client.call(WRITE, WRITE.request_class())
+
+    assert response.job.id
+    assert follower.calls >= 2
+
+
+async def test_leaderless_write_gives_up_after_wait(
+    start_replica: StartReplica, clients: Callable[..., CoordinatorClient]
+) -> None:
+    follower, follower_address = await start_replica("follower")
+    follower.mode = "follower"
+    short_wait = FailoverPolicy(
+        call_deadline_s=5.0,
+        connect_timeout_s=0.3,
+        backoff_s=0.05,
+        failover_budget_s=1.0,
+        election_wait_s=1.2,
+    )
+    client = clients([follower_address], short_wait)
 
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await client.call(WRITE, WRITE.request_class())
 
-    # Without a known leader the follower answers UNAVAILABLE. A write that
-    # reached a server is not sent again, since it may have been applied.
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
-    assert other.calls == 0
+    assert follower.calls >= 2
 
 
 async def test_answering_address_is_tried_first_next_time(
