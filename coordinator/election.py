@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from taskscheduler.clock import Clock
 from taskscheduler.coordinator import etcd
 from taskscheduler.coordinator.keys import KeyLayout
-from taskscheduler.errors import StoreUnavailableError
+from taskscheduler.errors import LostLeadershipError, StoreUnavailableError
 from taskscheduler.logs import get_logger
 
 log = get_logger(__name__)
@@ -76,6 +76,14 @@ class Election:
         return self.leader.address if self.leader else ""
 
     def fence_compare(self) -> etcd.Compare:
+        """Return the compare every leader write carries.
+
+        Raises LostLeadershipError instead once leadership has lapsed, so a
+        deposed leader stops writing at once rather than sending writes that
+        etcd would reject.
+        """
+        if not self.is_leader:
+            raise LostLeadershipError("leadership lapsed; this coordinator no longer leads")
         return etcd.created_at_revision(self._keys.leader, self._fence)
 
     async def run(
