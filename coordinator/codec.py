@@ -231,6 +231,8 @@ def job_to_proto(job: Job, *, status: JobStatus | None = None) -> types_pb2.Job:
         retry_policy=types_pb2.RetryPolicy(
             max_retries=spec.retry_policy.max_retries,
             retry_delay=spec.retry_policy.retry_delay_s,
+            backoff_multiplier=spec.retry_policy.backoff_multiplier,
+            max_retry_delay=spec.retry_policy.max_retry_delay_s,
         ),
         timeout=spec.timeout_s,
         dependencies=spec.dependencies,
@@ -265,6 +267,8 @@ def job_spec_from_proto(message: types_pb2.Job) -> JobDraft:
         retry_policy=RetryPolicy(
             max_retries=message.retry_policy.max_retries,
             retry_delay_s=message.retry_policy.retry_delay,
+            backoff_multiplier=message.retry_policy.backoff_multiplier or 1.0,
+            max_retry_delay_s=message.retry_policy.max_retry_delay,
         ),
         timeout_s=message.timeout,
         dependencies=tuple(message.dependencies),

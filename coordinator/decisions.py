@@ -157,7 +157,9 @@ def judge_attempt(
         AttemptOutcome.LEASE_EXPIRED,
     )
     if retryable and attempt <= policy.max_retries:
-        return AttemptVerdict(RunStatus.QUEUED, now + timedelta(seconds=policy.retry_delay_s))
+        return AttemptVerdict(
+            RunStatus.QUEUED, now + timedelta(seconds=policy.delay_after(attempt))
+        )
     return AttemptVerdict(_FINAL_STATUS[outcome], None)
 
 

@@ -151,6 +151,21 @@ class Dispatcher:
                 await self._conclude(run, lease, report)
         return len(runs)
 
+    async def cancel_run(self, run_id: str, reason: str) -> bool:
+        """Cancel one queued or running run; return False when it is not active."""
+        run = self._state.active.get(run_id)
+        if run is None:
+            return False
+        lease = self._state.leases.get(run_id)
+        if lease is None:
+            await self._cancel_queued(run, reason)
+            return True
+        report = AttemptReport(AttemptOutcome.CANCELLED, error=reason)
+        with contextlib.suppress(StaleLeaseError):
+            await self._conclude(run, lease, report)
+        log.info("running attempt cancelled", run_id=run_id, attempt=lease.attempt, reason=reason)
+        return True
+
     async def _cancel_queued(self, run: Run, reason: str) -> None:
         now = self._clock.now()
         cancelled = dataclasses.replace(

@@ -11,6 +11,7 @@ from taskscheduler.coordinator.engine import Engine
 from taskscheduler.coordinator.jobs import JobRepository
 from taskscheduler.coordinator.rpc import translate_errors
 from taskscheduler.coordinator.validation import validate_id, validate_page
+from taskscheduler.errors import FailedPreconditionError
 from taskscheduler.v1 import jobs_pb2, jobs_pb2_grpc, types_pb2
 
 
@@ -104,6 +105,24 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         if latest:
             response.latest_run.CopyFrom(codec.run_to_proto(latest[0]))
         return response
+
+    @translate_errors
+    async def CancelRun(
+        self, request: jobs_pb2.CancelRunRequest, context: grpc.aio.ServicerContext
+    ) -> jobs_pb2.CancelRunResponse:
+        job_id = validate_id(request.job_id, "jobId")
+        run_id = validate_id(request.run_id, "runId")
+        run = await self._jobs.run(job_id, run_id)
+        if run.status.is_final:
+            raise FailedPreconditionError(
+                f"run {run_id!r} already ended as {run.status.value}; only queued or "
+                "running runs can be cancelled",
+                field="runId",
+            )
+        dispatcher = self._engine.leader().dispatcher
+        await dispatcher.cancel_run(run_id, "cancelled on request")
+        run = await self._jobs.run(job_id, run_id)
+        return jobs_pb2.CancelRunResponse(run=codec.run_to_proto(run))
 
     @translate_errors
     async def ListJobHistory(

@@ -139,6 +139,19 @@ class JobRepository:
         ]
         return runs, total
 
+    async def run(self, job_id: str, run_id: str) -> Run:
+        """Return one run of the job; NotFoundError when either is unknown."""
+        try:
+            owner = ids.job_id_of(run_id)
+        except ValueError:
+            owner = ""
+        if owner != job_id:
+            raise NotFoundError("run", run_id, field="runId")
+        kv = await self._store.get(self._keys.run(run_id))
+        if kv is None:
+            raise NotFoundError("run", run_id, field="runId")
+        return codec.decode_run(kv.key, kv.value, kv.mod_revision)
+
     async def run_counts(self, job_id: str) -> Counter[str]:
         counts: Counter[str] = Counter()
         async for page in self._store.pages(self._keys.runs_of(job_id)):

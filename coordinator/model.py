@@ -87,8 +87,23 @@ class WorkerStatus(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RetryPolicy:
+    """How many more attempts a failed run gets, and the delays before them.
+
+    The delay before attempt n+1 is retry_delay_s * backoff_multiplier**(n-1),
+    capped at max_retry_delay_s when that is set.
+    """
+
     max_retries: int = 0
     retry_delay_s: int = 0
+    backoff_multiplier: float = 1.0
+    max_retry_delay_s: int = 0
+
+    def delay_after(self, attempt: int) -> float:
+        """Return the seconds to wait after failed attempt number `attempt` (from 1)."""
+        delay = self.retry_delay_s * self.backoff_multiplier ** max(0, attempt - 1)
+        if self.max_retry_delay_s:
+            delay = min(delay, self.max_retry_delay_s)
+        return delay
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

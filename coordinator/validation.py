@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 import unicodedata
 from collections.abc import Mapping, Sequence
@@ -27,6 +28,7 @@ MAX_NAME_CHARS = 200
 MAX_DESCRIPTION_CHARS = 2000
 MAX_PAYLOAD_BYTES = 64 * 1024
 MAX_RETRIES = 100
+MAX_BACKOFF_MULTIPLIER = 10.0
 MAX_RETRY_DELAY_S = 86_400
 MAX_TIMEOUT_S = 604_800
 DEFAULT_PAGE_LIMIT = 50
@@ -169,6 +171,19 @@ def _check_retry_policy(policy: RetryPolicy) -> None:
             "retryPolicy.retryDelay",
             f"retryPolicy.retryDelay {policy.retry_delay_s} is out of range. "
             f"Use 0 to {MAX_RETRY_DELAY_S} seconds (1 day)",
+        )
+    multiplier = policy.backoff_multiplier
+    if not (math.isfinite(multiplier) and 1.0 <= multiplier <= MAX_BACKOFF_MULTIPLIER):
+        raise InvalidArgumentError(
+            "retryPolicy.backoffMultiplier",
+            f"retryPolicy.backoffMultiplier {multiplier} is out of range. "
+            f"Use 1 (constant delay) to {MAX_BACKOFF_MULTIPLIER:g}, or leave it out",
+        )
+    if not 0 <= policy.max_retry_delay_s <= MAX_RETRY_DELAY_S:
+        raise InvalidArgumentError(
+            "retryPolicy.maxRetryDelay",
+            f"retryPolicy.maxRetryDelay {policy.max_retry_delay_s} is out of range. "
+            f"Use 0 (no bound) to {MAX_RETRY_DELAY_S} seconds",
         )
 
 
@@ -360,6 +375,8 @@ _UPDATABLE_PATHS = {
 _RETRY_POLICY_PATHS = {
     "retry_policy.max_retries": "max_retries",
     "retry_policy.retry_delay": "retry_delay_s",
+    "retry_policy.backoff_multiplier": "backoff_multiplier",
+    "retry_policy.max_retry_delay": "max_retry_delay_s",
 }
 _OUTPUT_ONLY_PATHS = frozenset({"id", "status", "next_run", "last_run", "created_at", "updated_at"})
 

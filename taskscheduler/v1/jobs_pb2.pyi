@@ -149,6 +149,20 @@ class GetJobStatusResponse(_message.Message):
     run_counts: _containers.ScalarMap[str, int]
     def __init__(self, job_id: _Optional[str] = ..., status: _Optional[_Union[_types_pb2.JobStatus, str]] = ..., next_run: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_run: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., latest_run: _Optional[_Union[_types_pb2.Run, _Mapping]] = ..., run_counts: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
+class CancelRunRequest(_message.Message):
+    __slots__ = ("job_id", "run_id")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    run_id: str
+    def __init__(self, job_id: _Optional[str] = ..., run_id: _Optional[str] = ...) -> None: ...
+
+class CancelRunResponse(_message.Message):
+    __slots__ = ("run",)
+    RUN_FIELD_NUMBER: _ClassVar[int]
+    run: _types_pb2.Run
+    def __init__(self, run: _Optional[_Union[_types_pb2.Run, _Mapping]] = ...) -> None: ...
+
 class ListJobHistoryRequest(_message.Message):
     __slots__ = ("job_id", "limit", "offset")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]

@@ -81,6 +81,11 @@ class JobServiceStub:
                 request_serializer=taskscheduler_dot_v1_dot_jobs__pb2.GetJobStatusRequest.SerializeToString,
                 response_deserializer=taskscheduler_dot_v1_dot_jobs__pb2.GetJobStatusResponse.FromString,
                 _registered_method=True)
+        self.CancelRun = channel.unary_unary(
+                '/taskscheduler.v1.JobService/CancelRun',
+                request_serializer=taskscheduler_dot_v1_dot_jobs__pb2.CancelRunRequest.SerializeToString,
+                response_deserializer=taskscheduler_dot_v1_dot_jobs__pb2.CancelRunResponse.FromString,
+                _registered_method=True)
         self.ListJobHistory = channel.unary_unary(
                 '/taskscheduler.v1.JobService/ListJobHistory',
                 request_serializer=taskscheduler_dot_v1_dot_jobs__pb2.ListJobHistoryRequest.SerializeToString,
@@ -150,6 +155,14 @@ class JobServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CancelRun(self, request, context):
+        """Stops a queued or running run: a queued run ends cancelled at once; a
+        running attempt ends cancelled and its agent kills it on its next heartbeat.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListJobHistory(self, request, context):
         """Runs of one job, newest scheduled time first.
         """
@@ -204,6 +217,11 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.GetJobStatus,
                     request_deserializer=taskscheduler_dot_v1_dot_jobs__pb2.GetJobStatusRequest.FromString,
                     response_serializer=taskscheduler_dot_v1_dot_jobs__pb2.GetJobStatusResponse.SerializeToString,
+            ),
+            'CancelRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelRun,
+                    request_deserializer=taskscheduler_dot_v1_dot_jobs__pb2.CancelRunRequest.FromString,
+                    response_serializer=taskscheduler_dot_v1_dot_jobs__pb2.CancelRunResponse.SerializeToString,
             ),
             'ListJobHistory': grpc.unary_unary_rpc_method_handler(
                     servicer.ListJobHistory,
@@ -456,6 +474,33 @@ class JobService:
             '/taskscheduler.v1.JobService/GetJobStatus',
             taskscheduler_dot_v1_dot_jobs__pb2.GetJobStatusRequest.SerializeToString,
             taskscheduler_dot_v1_dot_jobs__pb2.GetJobStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskscheduler.v1.JobService/CancelRun',
+            taskscheduler_dot_v1_dot_jobs__pb2.CancelRunRequest.SerializeToString,
+            taskscheduler_dot_v1_dot_jobs__pb2.CancelRunResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -122,12 +122,16 @@ WORKER_STATUS_ONLINE: WorkerStatus
 WORKER_STATUS_OFFLINE: WorkerStatus
 
 class RetryPolicy(_message.Message):
-    __slots__ = ("max_retries", "retry_delay")
+    __slots__ = ("max_retries", "retry_delay", "backoff_multiplier", "max_retry_delay")
     MAX_RETRIES_FIELD_NUMBER: _ClassVar[int]
     RETRY_DELAY_FIELD_NUMBER: _ClassVar[int]
+    BACKOFF_MULTIPLIER_FIELD_NUMBER: _ClassVar[int]
+    MAX_RETRY_DELAY_FIELD_NUMBER: _ClassVar[int]
     max_retries: int
     retry_delay: int
-    def __init__(self, max_retries: _Optional[int] = ..., retry_delay: _Optional[int] = ...) -> None: ...
+    backoff_multiplier: float
+    max_retry_delay: int
+    def __init__(self, max_retries: _Optional[int] = ..., retry_delay: _Optional[int] = ..., backoff_multiplier: _Optional[float] = ..., max_retry_delay: _Optional[int] = ...) -> None: ...
 
 class Job(_message.Message):
     __slots__ = ("id", "name", "description", "type", "schedule", "timezone", "priority", "executor", "payload", "retry_policy", "timeout", "dependencies", "status", "next_run", "last_run", "created_at", "updated_at", "misfire_policy", "catch_up_window", "concurrency_policy", "jitter", "start_at", "end_at")

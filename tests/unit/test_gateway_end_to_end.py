@@ -181,7 +181,12 @@ async def test_create_job_round_trip(http: httpx.AsyncClient, received: list[Mes
     assert job["priority"] == "high"
     assert job["status"] == "scheduled"
     assert job["payload"] == {"command": ["python3", "report.py"], "retries": 2}
-    assert job["retryPolicy"] == {"maxRetries": 3, "retryDelay": 300}
+    assert job["retryPolicy"] == {
+        "maxRetries": 3,
+        "retryDelay": 300,
+        "backoffMultiplier": 0.0,
+        "maxRetryDelay": 0,
+    }
     assert job["createdAt"] == "2026-12-04T10:00:00Z"
     assert job["nextRun"] is None
     assert job["dependencies"] == []

@@ -29,6 +29,7 @@ EXPECTED_ROUTES = {
     ("WorkerService", "Heartbeat"): ("POST", "/api/workers/{worker_id}/heartbeat"),
     ("MonitoringService", "GetDashboard"): ("GET", "/api/monitoring/dashboard"),
     ("MonitoringService", "GetMetrics"): ("GET", "/api/monitoring/metrics"),
+    ("JobService", "CancelRun"): ("POST", "/api/jobs/{job_id}/runs/{run_id}/cancel"),
     ("ScheduleService", "PreviewSchedule"): ("GET", "/api/schedule/preview"),
     ("MonitoringService", "GetHealth"): ("GET", "/health"),
 }
@@ -161,7 +162,12 @@ def test_openapi_lists_every_route() -> None:
         for method in methods
     }
     expected = {
-        (method, path.replace("{job_id}", "{jobId}").replace("{worker_id}", "{workerId}"))
+        (
+            method,
+            path.replace("{job_id}", "{jobId}")
+            .replace("{worker_id}", "{workerId}")
+            .replace("{run_id}", "{runId}"),
+        )
         for method, path in EXPECTED_ROUTES.values()
     }
     assert document["openapi"] == "3.0.3"

@@ -151,7 +151,8 @@ def test_decode_unknown_key_lists_known_fields() -> None:
         decode_job({"retryPolicy": {"delay": 1}})
 
     assert caught.value.message == (
-        "unknown field 'delay' in retryPolicy; known fields: maxRetries, retryDelay"
+        "unknown field 'delay' in retryPolicy; known fields: maxRetries, retryDelay, "
+        "backoffMultiplier, maxRetryDelay"
     )
 
 

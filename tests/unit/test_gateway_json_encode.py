@@ -88,7 +88,7 @@ def test_encode_run_writes_every_field() -> None:
         (
             types_pb2.Job(retry_policy=types_pb2.RetryPolicy()),
             "retryPolicy",
-            {"maxRetries": 0, "retryDelay": 0},
+            {"maxRetries": 0, "retryDelay": 0, "backoffMultiplier": 0.0, "maxRetryDelay": 0},
         ),
         (
             types_pb2.Job(next_run=timestamp("2026-12-04T10:00:00.000001Z")),
