@@ -12,7 +12,9 @@ coordinator:
   because a write may have been applied before the connection broke, and
   the coordinator's writes are idempotent per request only in places;
 - FAILED_PRECONDITION from a follower with an `x-leader-address` trailer is
-  retried once at that address, because the follower applied nothing;
+  retried once at that address, because the follower applied nothing; when
+  that address cannot be connected to (the named leader just died), the call
+  is retried like a leaderless one;
 - a follower's UNAVAILABLE with the `x-not-leader` trailer (no leader is
   elected yet) is retried every half second until `election_wait_s` runs
   out, writes included, because nothing was applied.
@@ -59,6 +61,14 @@ class CoordinatorUnreachableError(SchedulerError, ConnectionError):
             "and that --coordinators lists its address"
         )
         self.addresses = tuple(addresses)
+
+
+class _NamedLeaderUnreachableError(Exception):
+    """The leader a follower named could not be connected to; nothing was applied."""
+
+    def __init__(self, leader: str) -> None:
+        super().__init__(f"leader {leader} named by a follower is unreachable")
+        self.leader = leader
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -117,7 +127,13 @@ class CoordinatorClient:
                 if not leaderless or loop.time() >= election_ends:
                     raise
                 log.info("no leader elected yet; retrying", rpc=binding.full_method)
-                await asyncio.sleep(0.5)
+            except _NamedLeaderUnreachableError as err:
+                # A follower still names a leader that died; it learns of the new
+                # one within an election TTL, so wait like for a leaderless cluster.
+                if loop.time() >= election_ends:
+                    raise CoordinatorUnreachableError([err.leader]) from None
+                log.info("named leader unreachable; retrying", leader=err.leader)
+            await asyncio.sleep(0.5)
 
     async def _call_once(self, binding: HttpBinding, request: Message) -> Message:
         loop = asyncio.get_running_loop()
@@ -222,7 +238,7 @@ class CoordinatorClient:
         loop = asyncio.get_running_loop()
         budget_ends = loop.time() + self._policy.connect_timeout_s
         if not await self._connect(leader, patient=True, budget_ends=budget_ends):
-            raise CoordinatorUnreachableError([leader])
+            raise _NamedLeaderUnreachableError(leader)
         response = await self._invoke(leader, binding, request)
         if leader in self._addresses:
             self._preferred = self._addresses.index(leader)

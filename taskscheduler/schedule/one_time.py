@@ -45,6 +45,8 @@ def parse_one_time(expression: str, zone: ZoneInfo) -> OneTimeSchedule:
         # Keep specific reasons such as "hour must be in 0..23", but not the generic one
         # that only repeats the expression.
         reason = str(error)
+        if reason.startswith("offset must be a timedelta"):
+            reason = "the UTC offset must be between -23:59 and +23:59"
         problem = (
             _REQUIREMENT if reason.startswith("Invalid isoformat") else f"{reason}; {_REQUIREMENT}"
         )

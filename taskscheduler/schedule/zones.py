@@ -24,6 +24,9 @@ LAST_YEAR = 9998
 _ONE_SECOND = timedelta(seconds=1)
 
 
+_NOT_ZONES = frozenset({"localtime", "posixrules", "Factory"})
+
+
 def validate_timezone(name: str) -> zoneinfo.ZoneInfo:
     """Return the IANA time zone called `name`; the empty string means UTC.
 
@@ -31,6 +34,14 @@ def validate_timezone(name: str) -> zoneinfo.ZoneInfo:
     """
     if name == "":
         return zoneinfo.ZoneInfo("UTC")
+    if name in _NOT_ZONES or name.startswith(("posix/", "right/")):
+        # These resolve through the host's files or are not zones at all, so two
+        # replicas on different hosts could compute different slots.
+        raise InvalidArgumentError(
+            "timezone",
+            f"timezone {name[:100]!r} is not a portable IANA zone name; "
+            "use a name such as Europe/Berlin, America/New_York or UTC",
+        )
     try:
         return zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError) as error:

@@ -17,6 +17,7 @@ from taskscheduler.gateway.coordinator_client import (
 )
 from taskscheduler.gateway.http_rules import bindings_from_files
 from taskscheduler.grpc_status import status_code_for, trailers_for
+from taskscheduler.ports import find_free_port
 from taskscheduler.v1 import (
     jobs_pb2,
     jobs_pb2_grpc,
@@ -196,6 +197,22 @@ async def test_leaderless_write_waits_for_election(
     response = await client.call(WRITE, WRITE.request_class())
 
     assert response.job.id
+    assert follower.calls >= 2
+
+
+async def test_dead_named_leader_waits_for_election(
+    start_replica: StartReplica, clients: Callable[..., CoordinatorClient]
+) -> None:
+    follower, follower_address = await start_replica("follower")
+    follower.mode = "follower"
+    follower.leader_address = f"127.0.0.1:{find_free_port()}"
+    client = clients([follower_address])
+    # The follower learns that a new leader (itself) was elected.
+    asyncio.get_running_loop().call_later(1.5, setattr, follower, "mode", "serving")
+
+    response = await client.call(WRITE, WRITE.request_class())
+
+    assert response.job.id == "job-from-follower"
     assert follower.calls >= 2
 
 

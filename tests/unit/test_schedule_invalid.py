@@ -180,6 +180,26 @@ def test_bad_timezone(timezone: str, one_time: bool) -> None:
     assert "use an IANA name such as Europe/Berlin" in raised.value.message
 
 
+@pytest.mark.parametrize(
+    "timezone", ["localtime", "posixrules", "Factory", "posix/Europe/Berlin", "right/UTC"]
+)
+def test_host_dependent_timezone_rejected(timezone: str) -> None:
+    with pytest.raises(InvalidArgumentError) as raised:
+        validate_timezone(timezone)
+
+    assert raised.value.field == "timezone"
+    assert "is not a portable IANA zone name" in raised.value.message
+
+
+def test_offset_out_of_range_message() -> None:
+    with pytest.raises(InvalidArgumentError) as raised:
+        parse_schedule("2026-12-24T18:00:00+25:00", one_time=True)
+
+    assert raised.value.field == "schedule"
+    assert "the UTC offset must be between -23:59 and +23:59" in raised.value.message
+    assert "timedelta" not in raised.value.message
+
+
 def test_validate_timezone_message() -> None:
     with pytest.raises(InvalidArgumentError) as raised:
         validate_timezone("Mars/Base")
