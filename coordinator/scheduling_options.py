@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from taskscheduler.coordinator.codec import JobDraft
-from taskscheduler.coordinator.model import ConcurrencyPolicy, MisfirePolicy
+from taskscheduler.coordinator.model import ConcurrencyPolicy, JobType, MisfirePolicy
 from taskscheduler.errors import InvalidArgumentError
 
 DEFAULT_CATCH_UP_WINDOW_S = 3600
@@ -28,6 +28,8 @@ class SchedulingOptions:
 
 def check_scheduling_options(draft: JobDraft) -> SchedulingOptions:
     """Return the options with defaults applied; raise InvalidArgumentError naming the field."""
+    if draft.type is JobType.ONE_TIME:
+        _reject_recurring_only(draft)
     window_s = draft.catch_up_window_s
     if not 0 <= window_s <= MAX_CATCH_UP_WINDOW_S:
         raise InvalidArgumentError(
@@ -54,3 +56,22 @@ def check_scheduling_options(draft: JobDraft) -> SchedulingOptions:
         start_at=draft.start_at,
         end_at=draft.end_at,
     )
+
+
+def _reject_recurring_only(draft: JobDraft) -> None:
+    """Reject options that only recurring jobs use, so a one-time job does not carry
+    settings that would silently do nothing."""
+    given = {
+        "startAt": draft.start_at is not None,
+        "endAt": draft.end_at is not None,
+        "jitter": draft.jitter_s != 0,
+        "catchUpWindow": draft.catch_up_window_s not in (0, DEFAULT_CATCH_UP_WINDOW_S),
+        "misfirePolicy": draft.misfire_policy not in (None, MisfirePolicy.RUN_ONCE),
+        "concurrencyPolicy": draft.concurrency_policy not in (None, ConcurrencyPolicy.ALLOW),
+    }
+    for field, is_given in given.items():
+        if is_given:
+            raise InvalidArgumentError(
+                field,
+                f"{field} applies to recurring jobs only; remove it, or make the job recurring",
+            )
