@@ -132,6 +132,7 @@ class JobDraft:
     jitter_s: int = 0
     start_at: datetime | None = None
     end_at: datetime | None = None
+    selector: Mapping[str, str] = field(default_factory=dict)
 
 
 # Timestamps
@@ -247,6 +248,7 @@ def job_to_proto(job: Job, *, status: JobStatus | None = None) -> types_pb2.Job:
         jitter=spec.jitter_s,
         start_at=datetime_to_timestamp(spec.start_at),
         end_at=datetime_to_timestamp(spec.end_at),
+        selector=dict(spec.selector),
     )
 
 
@@ -280,6 +282,7 @@ def job_spec_from_proto(message: types_pb2.Job) -> JobDraft:
         jitter_s=message.jitter,
         start_at=timestamp_to_datetime(message.start_at),
         end_at=timestamp_to_datetime(message.end_at),
+        selector=dict(message.selector),
     )
 
 
@@ -376,6 +379,7 @@ def decode_job(key: str, data: bytes, revision: int) -> Job:
             jitter_s=draft.jitter_s,
             start_at=draft.start_at,
             end_at=draft.end_at,
+            selector=MappingProxyType(dict(draft.selector)),
         )
         return Job(
             id=_required(message.id or None, "id"),

@@ -28,6 +28,8 @@ class CoordinatorConfig:
     history_max_age: timedelta
     etcd_connect_timeout_s: float
     log_format: str
+    priority_aging_s: float = 300.0
+    max_queued_in_memory: int = 10_000
 
     def __post_init__(self) -> None:
         for name, value in (("--listen", self.listen), ("--advertise", self.advertise)):
@@ -47,6 +49,10 @@ class CoordinatorConfig:
             )
         if self.history_max_runs < 1:
             raise ValueError("--history-max-runs must be at least 1")
+        if self.priority_aging_s < 0:
+            raise ValueError("--priority-aging-s must be 0 (no aging) or a positive number")
+        if self.max_queued_in_memory < 1:
+            raise ValueError("--max-queued-in-memory must be at least 1")
 
 
 def _check_host_port(flag: str, value: str) -> None:
@@ -103,6 +109,18 @@ def build_parser() -> argparse.ArgumentParser:
             "how long to wait for etcd at start, seconds",
         ),
         ("--log-format", "LOG_FORMAT", "json", "json or console"),
+        (
+            "--priority-aging-s",
+            "PRIORITY_AGING_S",
+            "300",
+            "wait after which a queued run rises one priority level, seconds; 0 disables",
+        ),
+        (
+            "--max-queued-in-memory",
+            "MAX_QUEUED_IN_MEMORY",
+            "10000",
+            "queued runs the leader holds in memory per priority; the rest wait in etcd",
+        ),
     ]
     for flag, env_name, default, help_text in options:
         parser.add_argument(
@@ -137,6 +155,8 @@ def parse_config(argv: Sequence[str] | None = None) -> CoordinatorConfig:
             float, "--etcd-connect-timeout-s", args.etcd_connect_timeout_s
         ),
         log_format=args.log_format,
+        priority_aging_s=_number(float, "--priority-aging-s", args.priority_aging_s),
+        max_queued_in_memory=_number(int, "--max-queued-in-memory", args.max_queued_in_memory),
     )
 
 

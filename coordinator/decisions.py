@@ -115,15 +115,19 @@ def _select_slots(
 def jitter_offset(
     job_id: str, slot: datetime, jitter_s: int, following: datetime | None
 ) -> timedelta:
-    """Return the slot's delay: derived from (job, slot), so every replica computes the same,
-    and kept short of the next slot."""
-    if jitter_s <= 0:
+    """Return the slot's delay, derived from (job, slot) so every replica computes the same.
+
+    The delay is spread evenly below `jitter_s`, or below the gap to the next
+    slot when that is shorter, so a long jitter never bunches runs up just
+    before the next slot.
+    """
+    span_s = float(jitter_s)
+    if following is not None:
+        span_s = min(span_s, (following - slot).total_seconds() - 0.001)
+    if span_s <= 0:
         return timedelta(0)
     digest = hashlib.sha256(f"{job_id}@{slot.isoformat()}".encode()).digest()
-    offset = timedelta(seconds=jitter_s * int.from_bytes(digest[:8], "big") / 2**64)
-    if following is not None:
-        offset = min(offset, (following - slot) - timedelta(milliseconds=1))
-    return max(offset, timedelta(0))
+    return timedelta(seconds=span_s * int.from_bytes(digest[:8], "big") / 2**64)
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,13 +171,15 @@ def job_status_after_run(job: Job, run_status: RunStatus, other_active_runs: int
     """Return the job's status once one of its runs reaches `run_status`.
 
     A job that will fire no more (one-time, or recurring past its end) is
-    completed or failed by its last run; a recurring job goes back to scheduled.
+    completed or failed by its last run; a recurring job, and one that runs when its
+    dependencies complete, goes back to scheduled.
     """
     if job.paused:
         return JobStatus.PAUSED
     if other_active_runs > 0 or not run_status.is_final:
         return JobStatus.RUNNING
-    finished = job.spec.type is JobType.ONE_TIME or job.next_fire_at is None
+    out_of_slots = job.next_fire_at is None and not job.spec.runs_on_dependencies
+    finished = job.spec.type is JobType.ONE_TIME or out_of_slots
     if run_status is RunStatus.COMPLETED:
         return JobStatus.COMPLETED if finished else JobStatus.SCHEDULED
     if run_status is RunStatus.CANCELLED and not finished:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -29,17 +30,20 @@ from taskscheduler.coordinator.model import (
     Run,
     RunStatus,
 )
+from taskscheduler.coordinator.queueloader import QueueLoader
 from taskscheduler.coordinator.runstore import JobChangedError, RunStore
 from taskscheduler.coordinator.state import LeaderState
 from taskscheduler.coordinator.stats import Stats
 from taskscheduler.coordinator.workers import WorkerRegistry
-from taskscheduler.errors import StaleLeaseError
+from taskscheduler.errors import SchedulerError, StaleLeaseError
 from taskscheduler.logs import get_logger
 
 log = get_logger(__name__)
 
 # Each assigned run takes three operations; stay under etcd's default of 128.
 MAX_ASSIGNMENTS_PER_POLL = 40
+
+AfterRun = Callable[[Run], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +82,10 @@ class Dispatcher:
         keys: KeyLayout,
         clock: Clock,
         stats: Stats,
+        after_run: AfterRun | None = None,
+        loader: QueueLoader | None = None,
     ) -> None:
+        """`after_run` is awaited with each run that reaches a final status through an attempt."""
         self._state = state
         self._cache = cache
         self._runs = runs
@@ -87,6 +94,8 @@ class Dispatcher:
         self._keys = keys
         self._clock = clock
         self._stats = stats
+        self._after_run = after_run
+        self._loader = loader
 
     async def poll(self, worker_id: str, max_assignments: int, wait_s: float) -> list[Assigned]:
         """Wait up to `wait_s` for runs the worker can execute; never more than it asked for."""
@@ -96,8 +105,12 @@ class Dispatcher:
             held = len(self._state.leases.held_by(worker_id))
             free = min(max_assignments, worker.max_concurrent - held, MAX_ASSIGNMENTS_PER_POLL)
             if free > 0:
+                if self._loader is not None:
+                    await self._loader.refill()
                 now = self._clock.now()
-                run_ids = self._state.ready.pop_ready(worker.capabilities, now, free)
+                run_ids = self._state.ready.pop_ready(
+                    worker.capabilities, now, free, labels=worker.labels
+                )
                 if run_ids:
                     return await self._assign(worker_id, run_ids, now)
             remaining_s = deadline - self._clock.monotonic()
@@ -140,6 +153,8 @@ class Dispatcher:
         A running attempt ends as cancelled and its lease is released, so the
         agent's next heartbeat revokes it and the agent kills the process.
         """
+        # NOTE: queued runs waiting in etcd only (over --max-queued-in-memory) are not
+        # cancelled here; they stay queued until loaded.
         runs = [run for run in self._state.active.values() if run.job_id == job_id]
         for run in runs:
             lease = self._state.leases.get(run.id)
@@ -151,9 +166,17 @@ class Dispatcher:
                 await self._conclude(run, lease, report)
         return len(runs)
 
-    async def cancel_run(self, run_id: str, reason: str) -> bool:
-        """Cancel one queued or running run; return False when it is not active."""
+    async def cancel_run(self, run_id: str, reason: str, *, stored: Run | None = None) -> bool:
+        """Cancel one queued or running run; return False when it is not active.
+
+        `stored` is the run as read from etcd; it lets a queued run that waits
+        in etcd only (its priority's memory queue was full) be cancelled.
+        """
         run = self._state.active.get(run_id)
+        if run is None and stored is not None and stored.status is RunStatus.QUEUED:
+            self._state.uncount(stored.job_id)
+            await self._cancel_queued(stored, reason)
+            return True
         if run is None:
             return False
         lease = self._state.leases.get(run_id)
@@ -261,9 +284,27 @@ class Dispatcher:
             except StaleLeaseError:
                 self._state.leases.release(run.id)
                 raise
-            self._after_finish(dataclasses.replace(ended, revision=revision), job_after, lease)
+            ended = dataclasses.replace(ended, revision=revision)
+            self._after_finish(ended, job_after, lease)
+            if ended.status.is_final:
+                await self._notify_after_run(ended)
             return ended.status
         raise JobChangedError(run.job_id)
+
+    async def _notify_after_run(self, ended: Run) -> None:
+        if self._after_run is None:
+            return
+        try:
+            await self._after_run(ended)
+        except SchedulerError as error:
+            # NOTE: the run stays recorded, but its dependants are evaluated again only
+            # when a leader is next elected (DependencyTrigger.recheck_all).
+            log.warning(
+                "dependants of a finished run not evaluated",
+                run_id=ended.id,
+                job_id=ended.job_id,
+                error=str(error),
+            )
 
     def _ended(self, run: Run, job: Job | None, report: AttemptReport) -> Run:
         now = self._clock.now()

@@ -15,6 +15,7 @@ from datetime import timedelta
 
 from taskscheduler.clock import Clock
 from taskscheduler.coordinator import codec, etcd
+from taskscheduler.coordinator.dependency_runs import DependencyTrigger
 from taskscheduler.coordinator.dispatch import Dispatcher
 from taskscheduler.coordinator.election import Election
 from taskscheduler.coordinator.firing import Firer
@@ -23,7 +24,10 @@ from taskscheduler.coordinator.jobcache import JobCache
 from taskscheduler.coordinator.keys import KeyLayout
 from taskscheduler.coordinator.leasetable import LeaseTable
 from taskscheduler.coordinator.model import Job, Run
+from taskscheduler.coordinator.queueloader import QueueLoader
+from taskscheduler.coordinator.readyqueue import ReadyQueues
 from taskscheduler.coordinator.runstore import RunStore
+from taskscheduler.coordinator.selector import SelectorKey, selector_key
 from taskscheduler.coordinator.state import LeaderState
 from taskscheduler.coordinator.stats import Stats
 from taskscheduler.coordinator.workers import WorkerRegistry
@@ -37,6 +41,10 @@ from taskscheduler.logs import get_logger
 
 log = get_logger(__name__)
 
+# A queued run shows why it waits only after this long, so a run about to be
+# assigned shows no reason.
+WAITING_REASON_AFTER_S = 2.0
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EngineSettings:
@@ -44,6 +52,8 @@ class EngineSettings:
     worker_offline_after_s: float
     history_max_runs: int
     history_max_age: timedelta
+    priority_aging_s: float = 300.0
+    max_queued_in_memory: int = 10_000
 
 
 @dataclass
@@ -83,9 +93,24 @@ class Engine:
             raise NotLeaderError(self._election.leader_address)
         return self.runtime
 
+    def waiting_reason(self, run_id: str) -> str:
+        """Return why no online agent can take this queued run; "" on a follower."""
+        runtime = self.runtime
+        if runtime is None or not self._election.is_leader:
+            return ""
+        return runtime.state.ready.waiting_reason(run_id, self._clock.now(), WAITING_REASON_AFTER_S)
+
     async def on_elected(self, fence: int) -> None:
         await self._cache.synced.wait()
-        state = LeaderState(leases=LeaseTable(self._settings.lease_ttl_s))
+        ready = ReadyQueues(
+            aging_s=self._settings.priority_aging_s,
+            max_per_priority=self._settings.max_queued_in_memory,
+        )
+        state = LeaderState(
+            leases=LeaseTable(self._settings.lease_ttl_s),
+            ready=ready,
+            selector_of=self._selector_of,
+        )
         runs = RunStore(self._store, self._keys, self._election.fence_compare)
         workers = WorkerRegistry(
             self._store,
@@ -95,8 +120,18 @@ class Engine:
             offline_after_s=self._settings.worker_offline_after_s,
         )
         shared = dict(state=state, cache=self._cache, runs=runs, store=self._store)
+        loader = QueueLoader(state=state, store=self._store, keys=self._keys, runs=runs)
+        dependencies = DependencyTrigger(
+            **shared, keys=self._keys, clock=self._clock, stats=self.stats
+        )
         dispatcher = Dispatcher(
-            **shared, workers=workers, keys=self._keys, clock=self._clock, stats=self.stats
+            **shared,
+            workers=workers,
+            keys=self._keys,
+            clock=self._clock,
+            stats=self.stats,
+            after_run=dependencies.after_run,
+            loader=loader,
         )
         firer = Firer(
             **shared,
@@ -106,7 +141,7 @@ class Engine:
             cancel_runs=dispatcher.cancel_job_runs,
         )
         await workers.load()
-        await self._rebuild(state)
+        await self._rebuild(state, loader)
         pruner = HistoryPruner(
             store=self._store,
             keys=self._keys,
@@ -122,6 +157,8 @@ class Engine:
             "lease-expiry": dispatcher.expire_leases,
             "worker-liveness": lambda: self._watch_liveness(workers),
             "history-pruning": pruner.run,
+            "dependency-recheck": dependencies.recheck_all,
+            "queue-upkeep": lambda: loader.upkeep(workers, self._clock),
         }
         tasks = [asyncio.create_task(self._supervise(name, loop)) for name, loop in loops.items()]
         self.runtime = LeaderRuntime(state, firer, dispatcher, workers, runs, tasks)
@@ -142,14 +179,10 @@ class Engine:
         await asyncio.gather(*runtime.tasks, return_exceptions=True)
         log.info("leader loops stopped")
 
-    async def _rebuild(self, state: LeaderState) -> None:
+    async def _rebuild(self, state: LeaderState, loader: QueueLoader) -> None:
         for job in self._cache.all():
             state.reindex(job)
-        async for page in self._store.pages(self._keys.queue):
-            for kv in page.kvs:
-                run = await self._read_run(kv.key[len(self._keys.queue) :])
-                if run is not None:
-                    state.queue(run)
+        await loader.rebuild()
         now = self._clock.monotonic()
         async for page in self._store.pages(self._keys.leases):
             for kv in page.kvs:
@@ -179,14 +212,19 @@ class Engine:
             runtime.state.reindex(job)
             return
         runtime.state.index.remove(job_id)
-        orphans = [run.id for run in runtime.state.active.values() if run.job_id == job_id]
-        for run_id in orphans:
-            runtime.state.untrack(run_id)
-            runtime.state.leases.release(run_id)
+        orphans = [run for run in runtime.state.active.values() if run.job_id == job_id]
+        for run in orphans:
+            runtime.state.untrack(run.id)
+            runtime.state.leases.release(run.id)
+        runtime.state.forget_job(job_id)
         if orphans:
             log.info("job deleted; dropping its queued and running runs", job_id=job_id)
             task = asyncio.create_task(runtime.runs.drop_job_leftovers(orphans))
             runtime.tasks.append(task)
+
+    def _selector_of(self, job_id: str) -> SelectorKey:
+        job = self._cache.get(job_id)
+        return selector_key(job.spec.selector) if job is not None else ()
 
     async def _watch_liveness(self, workers: WorkerRegistry) -> None:
         while True:

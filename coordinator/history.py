@@ -12,11 +12,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from taskscheduler.clock import Clock
-from taskscheduler.coordinator import etcd
+from taskscheduler.coordinator import codec, etcd
 from taskscheduler.coordinator.jobcache import JobCache
 from taskscheduler.coordinator.keys import KeyLayout
+from taskscheduler.coordinator.model import RunStatus
 from taskscheduler.coordinator.state import LeaderState
-from taskscheduler.errors import LostLeadershipError
+from taskscheduler.errors import LostLeadershipError, RecordDecodeError
 from taskscheduler.logs import get_logger
 
 log = get_logger(__name__)
@@ -65,11 +66,12 @@ class HistoryPruner:
         prefix = self._keys.runs_of(job_id)
         total = (await self._store.range_prefix(prefix, count_only=True)).count
         excess = max(0, total - self._max_runs)
-        oldest = await self._store.range_prefix(prefix, limit=max(excess, 100), keys_only=True)
+        # Values are read too: a queued run may wait in etcd only, outside `state.active`.
+        oldest = await self._store.range_prefix(prefix, limit=max(excess, 100))
         doomed = []
         for index, kv in enumerate(oldest.kvs):
             run_id = self._keys.run_id_from_key(kv.key)
-            if run_id in self._state.active:
+            if run_id in self._state.active or _is_queued(kv):
                 continue
             if index < excess or _fire_time_of(run_id) < cutoff:
                 doomed.append(etcd.delete(kv.key))
@@ -78,6 +80,13 @@ class HistoryPruner:
             if not result.succeeded:
                 raise LostLeadershipError("leader fence no longer matches; another replica leads")
         return len(doomed)
+
+
+def _is_queued(kv: etcd.KeyValue) -> bool:
+    try:
+        return codec.decode_run(kv.key, kv.value, kv.mod_revision).status is RunStatus.QUEUED
+    except RecordDecodeError:
+        return False
 
 
 def _fire_time_of(run_id: str) -> datetime:

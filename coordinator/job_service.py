@@ -9,6 +9,7 @@ import grpc
 from taskscheduler.coordinator import codec
 from taskscheduler.coordinator.engine import Engine
 from taskscheduler.coordinator.jobs import JobRepository
+from taskscheduler.coordinator.model import Run, RunStatus
 from taskscheduler.coordinator.rpc import translate_errors
 from taskscheduler.coordinator.validation import validate_id, validate_page
 from taskscheduler.errors import FailedPreconditionError
@@ -103,7 +104,7 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         _set_time(response.next_run, job.next_fire_at)
         _set_time(response.last_run, job.last_fire_at)
         if latest:
-            response.latest_run.CopyFrom(codec.run_to_proto(latest[0]))
+            response.latest_run.CopyFrom(self._run_to_proto(latest[0]))
         return response
 
     @translate_errors
@@ -120,7 +121,7 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
                 field="runId",
             )
         dispatcher = self._engine.leader().dispatcher
-        await dispatcher.cancel_run(run_id, "cancelled on request")
+        await dispatcher.cancel_run(run_id, "cancelled on request", stored=run)
         run = await self._jobs.run(job_id, run_id)
         return jobs_pb2.CancelRunResponse(run=codec.run_to_proto(run))
 
@@ -132,9 +133,16 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         page = validate_page(request.limit, request.offset)
         runs, total = await self._jobs.history(job_id, page)
         return jobs_pb2.ListJobHistoryResponse(
-            runs=[codec.run_to_proto(run) for run in runs],
+            runs=[self._run_to_proto(run) for run in runs],
             pagination=types_pb2.Pagination(limit=page.limit, offset=page.offset, total=total),
         )
+
+    def _run_to_proto(self, run: Run) -> types_pb2.Run:
+        """Build a run message with the leader's in-memory waiting reason for a queued run."""
+        message = codec.run_to_proto(run)
+        if run.status is RunStatus.QUEUED:
+            message.waiting_reason = self._engine.waiting_reason(run.id)
+        return message
 
 
 def _set_time(target, value) -> None:  # type: ignore[no-untyped-def]

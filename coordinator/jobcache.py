@@ -4,6 +4,8 @@ It loads the jobs prefix, then watches from the revision after that read.
 If the watch start revision was compacted, or the stream breaks, it reloads
 from a fresh read instead of hanging. A record that cannot be decoded is
 logged and skipped. Listeners hear every change (job, or None when deleted).
+It also indexes which jobs depend on each job, so neither a completion nor a
+delete scans every job.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ class JobCache:
         self._keys = keys
         self._jobs: dict[str, Job] = {}
         self._listeners: list[JobListener] = []
+        self._dependants: dict[str, set[str]] = {}
         self.synced = asyncio.Event()
 
     def __len__(self) -> int:
@@ -38,6 +41,14 @@ class JobCache:
 
     def all(self) -> list[Job]:
         return list(self._jobs.values())
+
+    def dependants_of(self, job_id: str) -> list[str]:
+        """Return the ids of the cached jobs that list `job_id` in their dependencies, sorted."""
+        return sorted(self._dependants.get(job_id, ()))
+
+    def dependency_graph(self) -> dict[str, tuple[str, ...]]:
+        """Return every cached job id mapped to its dependencies."""
+        return {job_id: job.spec.dependencies for job_id, job in self._jobs.items()}
 
     def subscribe(self, listener: JobListener) -> None:
         self._listeners.append(listener)
@@ -109,9 +120,16 @@ class JobCache:
             return None
 
     def _set(self, job_id: str, job: Job | None) -> None:
-        if job is None:
-            self._jobs.pop(job_id, None)
-        else:
+        previous = self._jobs.pop(job_id, None)
+        if previous is not None:
+            for dependency in previous.spec.dependencies:
+                dependants = self._dependants.get(dependency, set())
+                dependants.discard(job_id)
+                if not dependants:
+                    self._dependants.pop(dependency, None)
+        if job is not None:
             self._jobs[job_id] = job
+            for dependency in job.spec.dependencies:
+                self._dependants.setdefault(dependency, set()).add(job_id)
         for listener in self._listeners:
             listener(job_id, job)

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from taskscheduler.clock import Clock
 from taskscheduler.coordinator import codec, etcd, ids
 from taskscheduler.coordinator.codec import JobDraft
+from taskscheduler.coordinator.dependencies import check_dependency_graph
 from taskscheduler.coordinator.jobcache import JobCache
 from taskscheduler.coordinator.keys import KeyLayout
 from taskscheduler.coordinator.model import Job, JobSpec, JobStatus, JobType, Page, Priority, Run
@@ -40,10 +41,12 @@ class JobRepository:
 
     async def create(self, draft: JobDraft) -> Job:
         spec = validate_job_spec(draft)
+        job_id = ids.new_job_id()
+        await self._check_dependency_graph(job_id, spec.dependencies)
         now = self._clock.now()
         next_fire_at = first_fire_at(spec, now)
         job = Job(
-            id=ids.new_job_id(),
+            id=job_id,
             spec=spec,
             status=idle_status(spec, next_fire_at),
             next_fire_at=next_fire_at,
@@ -78,6 +81,10 @@ class JobRepository:
         return jobs[page.offset : page.offset + page.limit], len(jobs)
 
     async def update(self, job_id: str, draft: JobDraft, paths: Sequence[str]) -> Job:
+        current = await self.get(job_id)
+        proposed = validate_job_spec(apply_update(current.spec, draft, paths))
+        await self._check_dependency_graph(job_id, proposed.dependencies)
+
         def change(job: Job) -> Job:
             spec = validate_job_spec(apply_update(job.spec, draft, paths))
             return self._rescheduled(job, spec)
@@ -111,12 +118,26 @@ class JobRepository:
         return job
 
     async def delete(self, job_id: str) -> None:
-        """Delete the job with its history, queue entries and leases, in one transaction."""
+        """Delete the job with its history and leases, in one transaction.
+
+        Its queue keys stay behind because they have no per-job prefix; the
+        leader deletes each one when it finds the run record gone.
+
+        A job that other jobs depend on is kept: FailedPreconditionError names them.
+        """
+        # NOTE: the check reads this replica's cache, so a dependant created on another
+        # replica a moment earlier can slip through; its runs then wait forever.
+        dependants = self._cache.dependants_of(job_id)
+        if dependants:
+            raise FailedPreconditionError(
+                f"job {job_id} cannot be deleted because these jobs depend on it: "
+                f"{', '.join(dependants)}. Remove it from their dependencies or delete them first",
+                field="jobId",
+            )
         key = self._keys.job(job_id)
         ops = [
             etcd.delete(key),
             etcd.delete_prefix(self._keys.runs_of(job_id)),
-            etcd.delete_prefix(self._keys.queued_of(job_id)),
             etcd.delete_prefix(self._keys.leases_of(job_id)),
         ]
         result = await self._store.txn([etcd.exists(key)], ops)
@@ -159,6 +180,28 @@ class JobRepository:
                 counts[codec.decode_run(kv.key, kv.value, kv.mod_revision).status.value] += 1
         return counts
 
+    async def _check_dependency_graph(self, job_id: str, dependencies: Sequence[str]) -> None:
+        """Check the dependencies against every stored job; InvalidArgumentError if they fail.
+
+        The graph comes from this replica's cache, and an id missing there is read from
+        etcd before it counts as unknown, in case the cache has not seen it yet.
+        """
+        if not dependencies:
+            return
+        graph = self._cache.dependency_graph()
+        for dependency in dependencies:
+            if dependency in graph or dependency == job_id:
+                continue
+            kv = await self._store.get(self._keys.job(dependency))
+            if kv is not None:
+                graph[dependency] = codec.decode_job(
+                    kv.key, kv.value, kv.mod_revision
+                ).spec.dependencies
+        # NOTE: two concurrent updates can each pass this check and together close a cycle,
+        # because the check is not part of the write transaction. Runs of jobs on such a
+        # cycle never start, and updating either job to break it ends the wait.
+        check_dependency_graph(job_id, dependencies, graph)
+
     async def _rewrite(self, job_id: str, change: Callable[[Job], Job]) -> Job:
         for _ in range(_WRITE_ATTEMPTS):
             job = await self.get(job_id)
@@ -197,6 +240,8 @@ def first_fire_at(spec: JobSpec, now: datetime) -> datetime | None:
     `start_at`, or never when that slot is after `end_at`. A one-time job
     fires at its instant, at once if that instant has passed.
     """
+    if spec.runs_on_dependencies:
+        return None
     one_time = spec.type is JobType.ONE_TIME
     schedule = parse_schedule(spec.schedule, one_time=one_time, timezone=spec.timezone)
     if one_time:
@@ -214,9 +259,9 @@ def idle_status(spec: JobSpec, next_fire_at: datetime | None) -> JobStatus:
     """Return the status of a job without active runs.
 
     A recurring job with no slot left before its `end_at` is completed, and any other job
-    is scheduled.
+    (one that runs when its dependencies complete included) is scheduled.
     """
-    if spec.type is JobType.RECURRING and next_fire_at is None:
+    if spec.type is JobType.RECURRING and next_fire_at is None and not spec.runs_on_dependencies:
         return JobStatus.COMPLETED
     return JobStatus.SCHEDULED
 

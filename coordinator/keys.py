@@ -5,20 +5,34 @@
     {prefix}/jobs/{job_id}           job record (spec and schedule progress)
     {prefix}/runs/{job_id}/{suffix}  run record; run id = "{job_id}.{suffix}",
                                      so a job's history is one ordered range
-    {prefix}/queue/{run_id}          present while the run waits for an agent
+    {prefix}/queue/{rank}/{due_ms}/{run_id}
+                                     present while the run waits for an agent;
+                                     rank is the run's priority rank (0 low to
+                                     3 critical) and due_ms its due time in epoch
+                                     ms, 14 digits, so each priority is one range
+                                     in due order
     {prefix}/leases/{run_id}         present while an agent holds the current
                                      attempt; its create revision is the fencing token
     {prefix}/workers/{worker_id}     worker registration
 
 The queue and lease keys let a new leader rebuild its in-memory queues and
-lease table with two range reads instead of scanning every run.
+lease table with range reads instead of scanning every run. Queue keys have
+no per-job prefix: deleting a job leaves its queued runs' queue keys, and
+the leader deletes each one when it finds the run record gone.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from taskscheduler.coordinator.ids import job_id_of
+from taskscheduler.coordinator.model import Priority, Run
+
+
+def due_ms_of(due_at: datetime) -> int:
+    """Return a due time as the epoch milliseconds of its queue key (0 for earlier times)."""
+    return max(0, int(due_at.timestamp() * 1000))
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,12 +69,19 @@ class KeyLayout:
     def queue(self) -> str:
         return f"{self.prefix}/queue/"
 
-    def queued(self, run_id: str) -> str:
-        return f"{self.queue}{run_id}"
+    def queued(self, run: Run) -> str:
+        """Return the run's queue key; it depends on the run's priority and due time."""
+        return self.queue_position_key(run.priority, due_ms_of(run.due_at), run.id)
 
-    def queued_of(self, job_id: str) -> str:
-        """Prefix of the queue keys of one job's runs."""
-        return f"{self.queue}{job_id}."
+    def queue_position_key(self, priority: Priority, due_ms: int, run_id: str) -> str:
+        return f"{self.queue_of(priority)}{due_ms:014d}/{run_id}"
+
+    def queue_of(self, priority: Priority) -> str:
+        """Prefix of the queue keys of one priority, which sort by due time."""
+        return f"{self.queue}{priority.rank}/"
+
+    def run_id_from_queue_key(self, key: str) -> str:
+        return key[len(self.queue) :].split("/", 2)[2]
 
     @property
     def leases(self) -> str:

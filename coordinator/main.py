@@ -113,6 +113,8 @@ async def serve(config: CoordinatorConfig) -> None:
         worker_offline_after_s=config.worker_offline_after_s,
         history_max_runs=config.history_max_runs,
         history_max_age=config.history_max_age,
+        priority_aging_s=config.priority_aging_s,
+        max_queued_in_memory=config.max_queued_in_memory,
     )
     engine = Engine(
         store=store, keys=keys, cache=cache, election=election, clock=clock, settings=settings

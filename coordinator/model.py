@@ -70,6 +70,7 @@ class RunStatus(enum.StrEnum):
 class RunTrigger(enum.StrEnum):
     SCHEDULE = "schedule"
     MANUAL = "manual"
+    DEPENDENCY = "dependency"
 
 
 class AttemptOutcome(enum.StrEnum):
@@ -127,6 +128,12 @@ class JobSpec:
     jitter_s: int = 0
     start_at: datetime | None = None
     end_at: datetime | None = None
+    selector: MappingProxyType[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def runs_on_dependencies(self) -> bool:
+        """True for a job without a schedule that runs when its dependencies complete."""
+        return not self.schedule and bool(self.dependencies)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -123,7 +123,7 @@ class RunStore:
         ops: list[etcd.Op] = []
         for run in runs:
             ops.append(etcd.put(self._keys.run(run.id), codec.encode_run(run)))
-            ops.append(etcd.delete(self._keys.queued(run.id)))
+            ops.append(etcd.delete(self._keys.queued(run)))
             ops.append(etcd.put(self._keys.lease(run.id), run.worker_id.encode()))
         result = await self._store.txn([self._fence()], ops, self._probe_fence())
         if not result.succeeded:
@@ -160,7 +160,7 @@ class RunStore:
         compares = [self._fence()]
         ops = self._run_ops(run)
         if run.status.is_final:
-            ops.append(etcd.delete(self._keys.queued(run.id)))
+            ops.append(etcd.delete(self._keys.queued(run)))
         if job_before is not None and job_after is not None:
             compares.append(self._job_unchanged(job_before))
             ops.append(self._job_put(job_after))
@@ -170,12 +170,19 @@ class RunStore:
             raise JobChangedError(run.job_id)
         return result.revision
 
-    async def drop_job_leftovers(self, run_ids: Sequence[str]) -> None:
+    async def drop_job_leftovers(self, runs: Sequence[Run]) -> None:
         """Delete the queue and lease keys of a deleted job's runs."""
         ops: list[etcd.Op] = []
-        for run_id in run_ids:
-            ops.append(etcd.delete(self._keys.queued(run_id)))
-            ops.append(etcd.delete(self._keys.lease(run_id)))
+        for run in runs:
+            ops.append(etcd.delete(self._keys.queued(run)))
+            ops.append(etcd.delete(self._keys.lease(run.id)))
+        await self.drop_keys(ops)
+
+    async def drop_queue_keys(self, keys: Sequence[str]) -> None:
+        """Delete queue keys whose run record is gone (their job was deleted)."""
+        await self.drop_keys([etcd.delete(key) for key in keys])
+
+    async def drop_keys(self, ops: Sequence[etcd.Op]) -> None:
         if ops:
             result = await self._store.txn([self._fence()], ops, ())
             if not result.succeeded:
@@ -184,7 +191,7 @@ class RunStore:
     def _queue_ops(self, run: Run) -> list[etcd.Op]:
         return [
             etcd.put(self._keys.run(run.id), codec.encode_run(run)),
-            etcd.put(self._keys.queued(run.id), b""),
+            etcd.put(self._keys.queued(run), b""),
         ]
 
     def _run_ops(self, run: Run) -> list[etcd.Op]:

@@ -1,19 +1,27 @@
 """What the leader keeps in memory, all of it rebuildable from etcd.
 
-`active` maps each queued or running run to its latest record; `ready`,
-`leases` and `index` are the structures that make firing and assignment
-O(log n). `work_available` wakes long-polling agents.
+`active` maps each queued or running run held in memory to its latest
+record; `ready`, `leases` and `index` are the structures that make firing
+and assignment O(log n). `work_available` wakes long-polling agents.
+
+A new queued run whose priority already has `ready.max_per_priority` runs
+in memory waits in etcd only: it counts in `active_per_job`, and
+`etcd_only_from` keeps, per priority, the earliest queue position that may
+hold runs not in memory, from where coordinator.queueloader reads them.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from taskscheduler.coordinator.keys import due_ms_of
 from taskscheduler.coordinator.leasetable import LeaseTable
-from taskscheduler.coordinator.model import Job, JobType, Run
+from taskscheduler.coordinator.model import Job, JobType, Priority, Run
 from taskscheduler.coordinator.readyqueue import ReadyQueues
+from taskscheduler.coordinator.selector import SelectorKey
 from taskscheduler.coordinator.timeindex import TimeIndex
 from taskscheduler.schedule import Schedule, parse_schedule
 
@@ -27,6 +35,9 @@ class LeaderState:
     active_per_job: Counter[str] = field(default_factory=Counter)
     work_available: asyncio.Event = field(default_factory=asyncio.Event)
     schedule_changed: asyncio.Event = field(default_factory=asyncio.Event)
+    selector_of: Callable[[str], SelectorKey] = lambda job_id: ()
+    etcd_only_from: dict[Priority, tuple[int, str]] = field(default_factory=dict)
+    latest_spills: dict[Priority, tuple[int, str]] = field(default_factory=dict)
     _schedules: dict[tuple[str, str, str], Schedule] = field(default_factory=dict)
 
     def track(self, run: Run) -> None:
@@ -45,9 +56,46 @@ class LeaderState:
         return run
 
     def queue(self, run: Run) -> None:
+        """Queue a run in memory, or in etcd only when a new run finds its priority full."""
+        # A new run also waits in etcd while older runs of its priority do,
+        # so runs enter memory in due order.
+        new = run.id not in self.active
+        if new and (run.priority in self.etcd_only_from or not self.ready.has_room(run.priority)):
+            self.active_per_job[run.job_id] += 1
+            self.mark_in_etcd(run.priority, _position(run))
+            self.signal_work()
+            return
         self.track(run)
-        self.ready.push(run.id, run.priority, run.executor, run.due_at)
+        self._push(run)
         self.signal_work()
+
+    def load(self, run: Run) -> None:
+        """Queue in memory a run read from etcd that `active_per_job` counts already."""
+        if run.id in self.active:
+            return
+        self.active[run.id] = run
+        self._push(run)
+
+    def mark_in_etcd(self, priority: Priority, position: tuple[int, str]) -> None:
+        """Note that etcd may hold runs of this priority, not in memory, from `position` on."""
+        current = self.etcd_only_from.get(priority)
+        self.etcd_only_from[priority] = position if current is None else min(current, position)
+        latest = self.latest_spills.get(priority)
+        self.latest_spills[priority] = position if latest is None else min(latest, position)
+
+    def uncount(self, job_id: str) -> None:
+        """Stop counting one of the job's runs that waits in etcd only."""
+        self.active_per_job[job_id] -= 1
+        if self.active_per_job[job_id] <= 0:
+            del self.active_per_job[job_id]
+
+    def forget_job(self, job_id: str) -> None:
+        """Stop counting a deleted job's runs, including those in etcd only."""
+        self.active_per_job.pop(job_id, None)
+
+    def _push(self, run: Run) -> None:
+        selector = self.selector_of(run.job_id)
+        self.ready.push(run.id, run.priority, run.executor, run.due_at, selector)
 
     def signal_work(self) -> None:
         self.work_available.set()
@@ -76,3 +124,7 @@ class LeaderState:
         else:
             self.index.schedule(job.id, job.next_fire_at)
         self.signal_schedule()
+
+
+def _position(run: Run) -> tuple[int, str]:
+    return (due_ms_of(run.due_at), run.id)

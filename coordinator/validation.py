@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 from taskscheduler.coordinator.codec import JobDraft
 from taskscheduler.coordinator.model import JobSpec, JobType, Page, Priority, RetryPolicy
 from taskscheduler.coordinator.scheduling_options import check_scheduling_options
+from taskscheduler.coordinator.selector import check_selector
 from taskscheduler.errors import InvalidArgumentError
 from taskscheduler.schedule import parse_schedule, validate_timezone
 
@@ -34,6 +35,7 @@ MAX_TIMEOUT_S = 604_800
 DEFAULT_PAGE_LIMIT = 50
 MAX_PAGE_LIMIT = 1000
 MAX_ID_CHARS = 128
+MAX_DEPENDENCIES = 100
 
 EXECUTOR_PATTERN = re.compile(r"[a-z][a-z0-9_.-]{0,63}")
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
@@ -66,12 +68,13 @@ def validate_job_spec(draft: JobDraft) -> JobSpec:
     _check_name(draft.name)
     _check_description(draft.description)
     validate_timezone(timezone)
-    schedule = _check_schedule(draft.schedule, job_type, timezone)
+    _check_dependencies(draft.dependencies, job_type, draft.schedule)
+    schedule = _check_schedule(draft.schedule, job_type, timezone, draft.dependencies)
     _check_executor(draft.executor)
     _check_payload(draft.executor, draft.payload)
+    check_selector(draft.selector)
     _check_retry_policy(draft.retry_policy)
     _check_timeout(draft.timeout_s)
-    _check_dependencies(draft.dependencies)
     options = check_scheduling_options(draft)
 
     return JobSpec(
@@ -85,13 +88,14 @@ def validate_job_spec(draft: JobDraft) -> JobSpec:
         payload=MappingProxyType(dict(draft.payload)),
         retry_policy=draft.retry_policy,
         timeout_s=draft.timeout_s,
-        dependencies=draft.dependencies,
+        dependencies=tuple(draft.dependencies),
         misfire_policy=options.misfire_policy,
         catch_up_window_s=options.catch_up_window_s,
         concurrency_policy=options.concurrency_policy,
         jitter_s=options.jitter_s,
         start_at=options.start_at,
         end_at=options.end_at,
+        selector=MappingProxyType(dict(draft.selector)),
     )
 
 
@@ -122,8 +126,15 @@ def _check_description(description: str) -> None:
         )
 
 
-def _check_schedule(schedule: str, job_type: JobType, timezone: str) -> str:
-    """Return the schedule without surrounding whitespace if it parses."""
+def _check_schedule(
+    schedule: str, job_type: JobType, timezone: str, dependencies: Sequence[str]
+) -> str:
+    """Return the schedule without surrounding whitespace if it parses.
+
+    A recurring job with dependencies has no schedule: it runs when they complete.
+    """
+    if not schedule.strip() and dependencies and job_type is JobType.RECURRING:
+        return ""
     if not schedule.strip():
         example = (
             "an ISO-8601 instant such as 2030-01-01T09:00:00Z"
@@ -202,11 +213,29 @@ def _check_timeout(timeout_s: int) -> None:
         )
 
 
-def _check_dependencies(dependencies: Sequence[str]) -> None:
-    if dependencies:
+def _check_dependencies(dependencies: Sequence[str], job_type: JobType, schedule: str) -> None:
+    """Check the list's shape; check_dependency_graph checks the ids against stored jobs."""
+    if not dependencies:
+        return
+    if len(dependencies) > MAX_DEPENDENCIES:
         raise InvalidArgumentError(
             "dependencies",
-            f"dependencies {_show(list(dependencies))} are not supported yet. Leave the list empty",
+            f"dependencies has {len(dependencies)} entries. List at most {MAX_DEPENDENCIES} jobs",
+        )
+    for dependency in dependencies:
+        validate_id(dependency, "dependencies")
+    repeated = sorted({item for item in dependencies if dependencies.count(item) > 1})
+    if repeated:
+        raise InvalidArgumentError(
+            "dependencies",
+            f"dependencies lists {', '.join(repeated)} more than once. List each job once",
+        )
+    if job_type is not JobType.RECURRING or schedule.strip():
+        # NOTE: a scheduled job that also waits for its dependencies is not built yet.
+        raise InvalidArgumentError(
+            "dependencies",
+            "a job with dependencies runs each time they complete, so it must be a recurring "
+            "job with an empty schedule. Set type to recurring and leave schedule empty",
         )
 
 
@@ -371,6 +400,7 @@ _UPDATABLE_PATHS = {
     "jitter": "jitter_s",
     "start_at": "start_at",
     "end_at": "end_at",
+    "selector": "selector",
 }
 _RETRY_POLICY_PATHS = {
     "retry_policy.max_retries": "max_retries",
@@ -441,6 +471,7 @@ def _draft_of(spec: JobSpec) -> JobDraft:
         jitter_s=spec.jitter_s,
         start_at=spec.start_at,
         end_at=spec.end_at,
+        selector=dict(spec.selector),
     )
 
 

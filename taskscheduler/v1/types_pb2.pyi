@@ -64,6 +64,7 @@ class RunTrigger(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     RUN_TRIGGER_UNSPECIFIED: _ClassVar[RunTrigger]
     RUN_TRIGGER_SCHEDULE: _ClassVar[RunTrigger]
     RUN_TRIGGER_MANUAL: _ClassVar[RunTrigger]
+    RUN_TRIGGER_DEPENDENCY: _ClassVar[RunTrigger]
 
 class AttemptOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -111,6 +112,7 @@ RUN_STATUS_CANCELLED: RunStatus
 RUN_TRIGGER_UNSPECIFIED: RunTrigger
 RUN_TRIGGER_SCHEDULE: RunTrigger
 RUN_TRIGGER_MANUAL: RunTrigger
+RUN_TRIGGER_DEPENDENCY: RunTrigger
 ATTEMPT_OUTCOME_UNSPECIFIED: AttemptOutcome
 ATTEMPT_OUTCOME_SUCCEEDED: AttemptOutcome
 ATTEMPT_OUTCOME_FAILED: AttemptOutcome
@@ -134,7 +136,14 @@ class RetryPolicy(_message.Message):
     def __init__(self, max_retries: _Optional[int] = ..., retry_delay: _Optional[int] = ..., backoff_multiplier: _Optional[float] = ..., max_retry_delay: _Optional[int] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("id", "name", "description", "type", "schedule", "timezone", "priority", "executor", "payload", "retry_policy", "timeout", "dependencies", "status", "next_run", "last_run", "created_at", "updated_at", "misfire_policy", "catch_up_window", "concurrency_policy", "jitter", "start_at", "end_at")
+    __slots__ = ("id", "name", "description", "type", "schedule", "timezone", "priority", "executor", "payload", "retry_policy", "timeout", "dependencies", "status", "next_run", "last_run", "created_at", "updated_at", "misfire_policy", "catch_up_window", "concurrency_policy", "jitter", "start_at", "end_at", "selector")
+    class SelectorEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
@@ -158,6 +167,7 @@ class Job(_message.Message):
     JITTER_FIELD_NUMBER: _ClassVar[int]
     START_AT_FIELD_NUMBER: _ClassVar[int]
     END_AT_FIELD_NUMBER: _ClassVar[int]
+    SELECTOR_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     description: str
@@ -181,7 +191,8 @@ class Job(_message.Message):
     jitter: int
     start_at: _timestamp_pb2.Timestamp
     end_at: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., type: _Optional[_Union[JobType, str]] = ..., schedule: _Optional[str] = ..., timezone: _Optional[str] = ..., priority: _Optional[_Union[Priority, str]] = ..., executor: _Optional[str] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., retry_policy: _Optional[_Union[RetryPolicy, _Mapping]] = ..., timeout: _Optional[int] = ..., dependencies: _Optional[_Iterable[str]] = ..., status: _Optional[_Union[JobStatus, str]] = ..., next_run: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_run: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., misfire_policy: _Optional[_Union[MisfirePolicy, str]] = ..., catch_up_window: _Optional[int] = ..., concurrency_policy: _Optional[_Union[ConcurrencyPolicy, str]] = ..., jitter: _Optional[int] = ..., start_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    selector: _containers.ScalarMap[str, str]
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., type: _Optional[_Union[JobType, str]] = ..., schedule: _Optional[str] = ..., timezone: _Optional[str] = ..., priority: _Optional[_Union[Priority, str]] = ..., executor: _Optional[str] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., retry_policy: _Optional[_Union[RetryPolicy, _Mapping]] = ..., timeout: _Optional[int] = ..., dependencies: _Optional[_Iterable[str]] = ..., status: _Optional[_Union[JobStatus, str]] = ..., next_run: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_run: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., misfire_policy: _Optional[_Union[MisfirePolicy, str]] = ..., catch_up_window: _Optional[int] = ..., concurrency_policy: _Optional[_Union[ConcurrencyPolicy, str]] = ..., jitter: _Optional[int] = ..., start_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., selector: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class Attempt(_message.Message):
     __slots__ = ("number", "worker_id", "fencing_token", "started_at", "completed_at", "outcome", "exit_code", "error")
@@ -204,7 +215,7 @@ class Attempt(_message.Message):
     def __init__(self, number: _Optional[int] = ..., worker_id: _Optional[str] = ..., fencing_token: _Optional[int] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., outcome: _Optional[_Union[AttemptOutcome, str]] = ..., exit_code: _Optional[int] = ..., error: _Optional[str] = ...) -> None: ...
 
 class Run(_message.Message):
-    __slots__ = ("id", "job_id", "job_name", "trigger", "status", "priority", "scheduled_at", "due_at", "attempt", "max_attempts", "worker_id", "started_at", "completed_at", "duration", "exit_code", "output", "error", "attempts", "executor")
+    __slots__ = ("id", "job_id", "job_name", "trigger", "status", "priority", "scheduled_at", "due_at", "attempt", "max_attempts", "worker_id", "started_at", "completed_at", "duration", "exit_code", "output", "error", "attempts", "executor", "waiting_reason")
     ID_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     JOB_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -224,6 +235,7 @@ class Run(_message.Message):
     ERROR_FIELD_NUMBER: _ClassVar[int]
     ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     EXECUTOR_FIELD_NUMBER: _ClassVar[int]
+    WAITING_REASON_FIELD_NUMBER: _ClassVar[int]
     id: str
     job_id: str
     job_name: str
@@ -243,7 +255,8 @@ class Run(_message.Message):
     error: str
     attempts: _containers.RepeatedCompositeFieldContainer[Attempt]
     executor: str
-    def __init__(self, id: _Optional[str] = ..., job_id: _Optional[str] = ..., job_name: _Optional[str] = ..., trigger: _Optional[_Union[RunTrigger, str]] = ..., status: _Optional[_Union[RunStatus, str]] = ..., priority: _Optional[_Union[Priority, str]] = ..., scheduled_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., due_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., attempt: _Optional[int] = ..., max_attempts: _Optional[int] = ..., worker_id: _Optional[str] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duration: _Optional[float] = ..., exit_code: _Optional[int] = ..., output: _Optional[str] = ..., error: _Optional[str] = ..., attempts: _Optional[_Iterable[_Union[Attempt, _Mapping]]] = ..., executor: _Optional[str] = ...) -> None: ...
+    waiting_reason: str
+    def __init__(self, id: _Optional[str] = ..., job_id: _Optional[str] = ..., job_name: _Optional[str] = ..., trigger: _Optional[_Union[RunTrigger, str]] = ..., status: _Optional[_Union[RunStatus, str]] = ..., priority: _Optional[_Union[Priority, str]] = ..., scheduled_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., due_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., attempt: _Optional[int] = ..., max_attempts: _Optional[int] = ..., worker_id: _Optional[str] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duration: _Optional[float] = ..., exit_code: _Optional[int] = ..., output: _Optional[str] = ..., error: _Optional[str] = ..., attempts: _Optional[_Iterable[_Union[Attempt, _Mapping]]] = ..., executor: _Optional[str] = ..., waiting_reason: _Optional[str] = ...) -> None: ...
 
 class Worker(_message.Message):
     __slots__ = ("id", "hostname", "capabilities", "labels", "max_concurrent", "status", "running", "registered_at", "last_heartbeat_at", "version")

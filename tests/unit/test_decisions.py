@@ -202,3 +202,14 @@ def test_job_status_after_run(
     job = replace(job, spec=replace(job.spec, type=job_type))
 
     assert job_status_after_run(job, run_status, others) is expected
+
+
+def test_jitter_longer_than_gap_spreads_evenly() -> None:
+    gap = timedelta(seconds=2)
+    offsets = [jitter_offset("job-1", T0 + gap * n, 30, T0 + gap * (n + 1)) for n in range(400)]
+
+    assert all(timedelta(0) <= offset < gap for offset in offsets)
+    late = [offset for offset in offsets if offset > gap - timedelta(milliseconds=100)]
+    assert len(late) < 40
+    early = [offset for offset in offsets if offset < gap / 2]
+    assert 150 < len(early) < 250

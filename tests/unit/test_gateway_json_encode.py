@@ -72,6 +72,7 @@ def test_encode_run_writes_every_field() -> None:
             }
         ],
         "executor": "",
+        "waitingReason": "",
     }
 
 

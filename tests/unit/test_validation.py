@@ -230,8 +230,21 @@ REJECTED = [
         "timeout must be 0 (no limit) or a positive number of seconds",
     ),
     (make_draft(timeout_s=604_801), "timeout", "at most 604800 seconds"),
-    (make_draft(dependencies=("job-1",)), "dependencies", "not supported yet"),
-    (make_draft(dependencies=("job-1",)), "dependencies", "Leave the list empty"),
+    (make_draft(dependencies=("job-1",)), "dependencies", "leave schedule empty"),
+    (
+        make_draft(type=JobType.ONE_TIME, schedule="", dependencies=("job-1",)),
+        "dependencies",
+        "Set type to recurring",
+    ),
+    (make_draft(schedule="", dependencies=("job-1", "job-1")), "dependencies", "job-1 more than"),
+    (make_draft(schedule="", dependencies=("job/1",)), "dependencies", "must not contain '/'"),
+    (make_draft(schedule="", dependencies=("",)), "dependencies", "dependencies is required"),
+    (
+        make_draft(schedule="", dependencies=tuple(f"job-{n}" for n in range(101))),
+        "dependencies",
+        "at most 100",
+    ),
+    (make_draft(schedule="", dependencies=()), "schedule", "schedule is required"),
     # the first violation in field order wins
     (make_draft(name="", executor=""), "name", "name is required"),
 ]

@@ -1,0 +1,193 @@
+"""The leader's side of job dependencies: start or cancel dependants when a run ends.
+
+The dispatcher calls `after_run` once a run reaches its final status. For
+each job that depends on the run's job (from the job cache's reverse index)
+and is not paused:
+
+- completed: the dependant's own newest run and each dependency's newest
+  completed run are read from etcd, and `trigger_for` decides. A run starts
+  when every dependency completed after the dependant's newest run.
+- failed or timeout: a cancelled run naming the failed run is recorded for
+  the dependant, and the cancellation spreads to its own dependants.
+
+Each such run's id is derived from the dependant and the triggering run and
+created only if absent, so two completions racing, or a new leader
+evaluating again, create it once. On election `recheck_all` evaluates every
+dependant, which starts the runs a previous leader decided on but did not
+write before it stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime
+
+from taskscheduler.clock import Clock
+from taskscheduler.coordinator import codec, etcd, ids
+from taskscheduler.coordinator.dependencies import (
+    FAILED_STATUSES,
+    Completion,
+    cancel_reason,
+    is_dependency_cancel,
+    trigger_for,
+)
+from taskscheduler.coordinator.firing_plan import new_run, status_when_queued
+from taskscheduler.coordinator.jobcache import JobCache
+from taskscheduler.coordinator.keys import KeyLayout
+from taskscheduler.coordinator.model import Job, Run, RunStatus, RunTrigger
+from taskscheduler.coordinator.runstore import Firing, JobChangedError, RunStore, SlotTakenError
+from taskscheduler.coordinator.state import LeaderState
+from taskscheduler.coordinator.stats import Stats
+from taskscheduler.logs import get_logger
+
+log = get_logger(__name__)
+
+# Newest runs of a dependency read when looking for its newest completed run. A
+# dependency whose newest completion is further back counts as not completed.
+COMPLETION_LOOKBACK_RUNS = 20
+_WRITE_ATTEMPTS = 5
+
+
+class DependencyTrigger:
+    def __init__(
+        self,
+        *,
+        state: LeaderState,
+        cache: JobCache,
+        runs: RunStore,
+        store: etcd.Etcd,
+        keys: KeyLayout,
+        clock: Clock,
+        stats: Stats,
+    ) -> None:
+        self._state = state
+        self._cache = cache
+        self._runs = runs
+        self._store = store
+        self._keys = keys
+        self._clock = clock
+        self._stats = stats
+
+    async def after_run(self, run: Run) -> None:
+        """Start or cancel the dependants of a run's job once the run is final."""
+        await self._spread(run, seen=set())
+
+    async def recheck_all(self) -> None:
+        """Evaluate every job that runs on dependencies once."""
+        jobs = [job.id for job in self._cache.all() if job.spec.runs_on_dependencies]
+        for job_id in jobs:
+            await self._evaluate(job_id)
+        log.info("dependants rechecked", jobs=len(jobs))
+
+    async def _spread(self, run: Run, seen: set[str]) -> None:
+        if run.status is RunStatus.COMPLETED:
+            for dependant_id in self._cache.dependants_of(run.job_id):
+                await self._evaluate(dependant_id)
+            return
+        if run.status in FAILED_STATUSES:
+            reason = cancel_reason(run.job_id, run.id, run.status)
+        elif is_dependency_cancel(run):
+            reason = run.error
+        else:
+            return
+        for dependant_id in self._cache.dependants_of(run.job_id):
+            # A cycle closed by racing updates would otherwise spread forever.
+            if dependant_id in seen:
+                continue
+            seen.add(dependant_id)
+            cancelled = await self._cancel_wait(dependant_id, run, reason)
+            if cancelled is not None:
+                await self._spread(cancelled, seen)
+
+    async def _evaluate(self, job_id: str) -> None:
+        job = self._cache.get(job_id)
+        if job is None or job.paused or not job.spec.runs_on_dependencies:
+            return
+        completions = {
+            dependency: await self._newest_completion(dependency)
+            for dependency in job.spec.dependencies
+        }
+        # Completions from before the dependant existed do not start it.
+        last_run_at = await self._newest_run_at(job_id) or job.created_at
+        trigger = trigger_for(completions, last_run_at)
+        if trigger is None:
+            log.debug("dependencies not met yet", job_id=job_id)
+            return
+        run_id = ids.dependency_run_id(job_id, trigger.completed_at, trigger.run_id)
+        run = new_run(job, run_id, trigger.completed_at, RunTrigger.DEPENDENCY)
+        if await self._write(job, run) is not None:
+            log.info("dependencies met; run queued", job_id=job_id, run_id=run_id)
+
+    async def _cancel_wait(self, job_id: str, failed: Run, reason: str) -> Run | None:
+        job = self._cache.get(job_id)
+        if job is None or job.paused:
+            return None
+        at = failed.completed_at or self._clock.now()
+        run = new_run(job, ids.dependency_run_id(job_id, at, failed.id), at, RunTrigger.DEPENDENCY)
+        run = dataclasses.replace(
+            run, status=RunStatus.CANCELLED, completed_at=self._clock.now(), error=reason
+        )
+        written = await self._write(job, run)
+        if written is not None:
+            log.info(
+                "dependency failed; run cancelled", job_id=job_id, run_id=run.id, reason=reason
+            )
+        return written
+
+    async def _write(self, job: Job, run: Run) -> Run | None:
+        """Create the run if absent, with the job's status; return it, or None if it existed."""
+        for _ in range(_WRITE_ATTEMPTS):
+            job_after = job
+            if not run.status.is_final:
+                job_after = dataclasses.replace(job, status=status_when_queued(job))
+            try:
+                revision = await self._runs.fire_one(Firing(job, job_after, (run,)))
+            except SlotTakenError:
+                log.debug("dependency run exists already", job_id=job.id, run_id=run.id)
+                return None
+            except JobChangedError:
+                fresh = await self._read_job(job.id)
+                if fresh is None or fresh.paused:
+                    return None
+                job = fresh
+                continue
+            self._cache.apply(dataclasses.replace(job_after, revision=revision))
+            run = dataclasses.replace(run, revision=revision)
+            if run.status.is_final:
+                self._stats.record_finish(run, self._clock.now())
+            else:
+                self._state.queue(run)
+                self._stats.count("runs_fired")
+            return run
+        log.warning("job kept changing; dependency run not written", job_id=job.id, run_id=run.id)
+        return None
+
+    async def _newest_completion(self, job_id: str) -> Completion | None:
+        result = await self._store.range_prefix(
+            self._keys.runs_of(job_id), limit=COMPLETION_LOOKBACK_RUNS, descending=True
+        )
+        newest: Completion | None = None
+        for kv in result.kvs:
+            run = codec.decode_run(kv.key, kv.value, kv.mod_revision)
+            if run.status is not RunStatus.COMPLETED or run.completed_at is None:
+                continue
+            if newest is None or run.completed_at > newest.completed_at:
+                newest = Completion(job_id, run.id, run.completed_at)
+        return newest
+
+    async def _newest_run_at(self, job_id: str) -> datetime | None:
+        result = await self._store.range_prefix(
+            self._keys.runs_of(job_id), limit=1, descending=True
+        )
+        if not result.kvs:
+            return None
+        kv = result.kvs[0]
+        return codec.decode_run(kv.key, kv.value, kv.mod_revision).scheduled_at
+
+    async def _read_job(self, job_id: str) -> Job | None:
+        kv = await self._store.get(self._keys.job(job_id))
+        if kv is None:
+            return None
+        job = codec.decode_job(kv.key, kv.value, kv.mod_revision)
+        self._cache.apply(job)
+        return job
