@@ -74,6 +74,13 @@ async def test_cut_off_agent_reports_once_after_reconnect(
             message="the run is running",
         )
         assert run.worker_id == subject.worker_id
+        # "running" in etcd is written before the agent receives the assignment;
+        # cut only once the agent has started the attempt.
+        await wait_until_async(
+            lambda: _started(subject, run.id) >= 1,
+            timeout_s=10,
+            message="the agent started the attempt",
+        )
 
         # Cut the agent off; its run finishes during the cut.
         cut_at = utc_now()
