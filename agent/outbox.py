@@ -120,7 +120,7 @@ class Outbox:
 
 def _handle_rejection(log: FilteringBoundLogger, error: grpc.aio.AioRpcError) -> bool:
     code = error.code()
-    # A follower that knows no leader answers UNAVAILABLE, which the client
+    # A follower without a known leader returns UNAVAILABLE, which the client
     # retries, so FAILED_PRECONDITION here means the lease itself is stale.
     if code == grpc.StatusCode.FAILED_PRECONDITION:
         log.warning("lease is stale; dropping the attempt's result", details=error.details())

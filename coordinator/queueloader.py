@@ -58,7 +58,7 @@ class QueueLoader:
         await self.refill()
 
     async def upkeep(self, workers: WorkerRegistry, clock: Clock) -> None:
-        """Each second, load runs that fit in memory and record why unroutable runs wait."""
+        """Load runs that fit in memory and record why unroutable runs wait, every second."""
         while True:
             await self.refill()
             offers = [AgentOffer(w.capabilities, w.labels) for w in workers.online()]

@@ -53,7 +53,7 @@ Route = tuple[str, SelectorKey]
 
 @dataclass(frozen=True, slots=True)
 class AgentOffer:
-    """What one online agent can take: its executors and labels."""
+    """The executors and labels of one online agent, which decide the runs it can take."""
 
     capabilities: Collection[str]
     labels: Mapping[str, str]

@@ -73,7 +73,7 @@ class NotLeaderError(SchedulerError):
 
 
 class StoreUnavailableError(SchedulerError, ConnectionError):
-    """etcd could not be reached or did not answer in time."""
+    """etcd could not be reached or did not respond in time."""
 
 
 class LostLeadershipError(SchedulerError):

@@ -35,8 +35,8 @@ _STATUS_BY_ERROR: tuple[tuple[type[Exception], grpc.StatusCode], ...] = (
 def status_code_for(error: Exception) -> grpc.StatusCode:
     """Return the gRPC status code for a project exception; anything else is INTERNAL.
 
-    A follower that knows no leader yet answers UNAVAILABLE, so clients retry
-    instead of taking the answer as a final rejection.
+    A follower without a known leader returns UNAVAILABLE, so clients retry
+    instead of treating it as a final rejection.
     """
     if isinstance(error, errors.NotLeaderError) and not error.leader_address:
         return grpc.StatusCode.UNAVAILABLE
