@@ -86,6 +86,26 @@ class JobServiceStub:
                 request_serializer=taskscheduler_dot_v1_dot_jobs__pb2.CancelRunRequest.SerializeToString,
                 response_deserializer=taskscheduler_dot_v1_dot_jobs__pb2.CancelRunResponse.FromString,
                 _registered_method=True)
+        self.BatchCreateJobs = channel.unary_unary(
+                '/taskscheduler.v1.JobService/BatchCreateJobs',
+                request_serializer=taskscheduler_dot_v1_dot_jobs__pb2.BatchCreateJobsRequest.SerializeToString,
+                response_deserializer=taskscheduler_dot_v1_dot_jobs__pb2.BatchCreateJobsResponse.FromString,
+                _registered_method=True)
+        self.BatchDeleteJobs = channel.unary_unary(
+                '/taskscheduler.v1.JobService/BatchDeleteJobs',
+                request_serializer=taskscheduler_dot_v1_dot_jobs__pb2.BatchDeleteJobsRequest.SerializeToString,
+                response_deserializer=taskscheduler_dot_v1_dot_jobs__pb2.BatchDeleteJobsResponse.FromString,
+                _registered_method=True)
+        self.BatchPauseJobs = channel.unary_unary(
+                '/taskscheduler.v1.JobService/BatchPauseJobs',
+                request_serializer=taskscheduler_dot_v1_dot_jobs__pb2.BatchPauseJobsRequest.SerializeToString,
+                response_deserializer=taskscheduler_dot_v1_dot_jobs__pb2.BatchPauseJobsResponse.FromString,
+                _registered_method=True)
+        self.BatchResumeJobs = channel.unary_unary(
+                '/taskscheduler.v1.JobService/BatchResumeJobs',
+                request_serializer=taskscheduler_dot_v1_dot_jobs__pb2.BatchResumeJobsRequest.SerializeToString,
+                response_deserializer=taskscheduler_dot_v1_dot_jobs__pb2.BatchResumeJobsResponse.FromString,
+                _registered_method=True)
         self.ListJobHistory = channel.unary_unary(
                 '/taskscheduler.v1.JobService/ListJobHistory',
                 request_serializer=taskscheduler_dot_v1_dot_jobs__pb2.ListJobHistoryRequest.SerializeToString,
@@ -163,6 +183,36 @@ class JobServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BatchCreateJobs(self, request, context):
+        """Creates many jobs in one request, at most 1000. Each job is checked on
+        its own; valid jobs are stored in as few etcd transactions as etcd's
+        limits allow, and each result says what became of its job.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BatchDeleteJobs(self, request, context):
+        """Deletes many jobs by id, at most 1000, with a result per id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BatchPauseJobs(self, request, context):
+        """Pauses many jobs by id, at most 1000, with a result per id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BatchResumeJobs(self, request, context):
+        """Resumes many jobs by id, at most 1000, with a result per id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListJobHistory(self, request, context):
         """Runs of one job, newest scheduled time first.
         """
@@ -222,6 +272,26 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.CancelRun,
                     request_deserializer=taskscheduler_dot_v1_dot_jobs__pb2.CancelRunRequest.FromString,
                     response_serializer=taskscheduler_dot_v1_dot_jobs__pb2.CancelRunResponse.SerializeToString,
+            ),
+            'BatchCreateJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchCreateJobs,
+                    request_deserializer=taskscheduler_dot_v1_dot_jobs__pb2.BatchCreateJobsRequest.FromString,
+                    response_serializer=taskscheduler_dot_v1_dot_jobs__pb2.BatchCreateJobsResponse.SerializeToString,
+            ),
+            'BatchDeleteJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchDeleteJobs,
+                    request_deserializer=taskscheduler_dot_v1_dot_jobs__pb2.BatchDeleteJobsRequest.FromString,
+                    response_serializer=taskscheduler_dot_v1_dot_jobs__pb2.BatchDeleteJobsResponse.SerializeToString,
+            ),
+            'BatchPauseJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchPauseJobs,
+                    request_deserializer=taskscheduler_dot_v1_dot_jobs__pb2.BatchPauseJobsRequest.FromString,
+                    response_serializer=taskscheduler_dot_v1_dot_jobs__pb2.BatchPauseJobsResponse.SerializeToString,
+            ),
+            'BatchResumeJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchResumeJobs,
+                    request_deserializer=taskscheduler_dot_v1_dot_jobs__pb2.BatchResumeJobsRequest.FromString,
+                    response_serializer=taskscheduler_dot_v1_dot_jobs__pb2.BatchResumeJobsResponse.SerializeToString,
             ),
             'ListJobHistory': grpc.unary_unary_rpc_method_handler(
                     servicer.ListJobHistory,
@@ -501,6 +571,114 @@ class JobService:
             '/taskscheduler.v1.JobService/CancelRun',
             taskscheduler_dot_v1_dot_jobs__pb2.CancelRunRequest.SerializeToString,
             taskscheduler_dot_v1_dot_jobs__pb2.CancelRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchCreateJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskscheduler.v1.JobService/BatchCreateJobs',
+            taskscheduler_dot_v1_dot_jobs__pb2.BatchCreateJobsRequest.SerializeToString,
+            taskscheduler_dot_v1_dot_jobs__pb2.BatchCreateJobsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchDeleteJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskscheduler.v1.JobService/BatchDeleteJobs',
+            taskscheduler_dot_v1_dot_jobs__pb2.BatchDeleteJobsRequest.SerializeToString,
+            taskscheduler_dot_v1_dot_jobs__pb2.BatchDeleteJobsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchPauseJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskscheduler.v1.JobService/BatchPauseJobs',
+            taskscheduler_dot_v1_dot_jobs__pb2.BatchPauseJobsRequest.SerializeToString,
+            taskscheduler_dot_v1_dot_jobs__pb2.BatchPauseJobsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchResumeJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskscheduler.v1.JobService/BatchResumeJobs',
+            taskscheduler_dot_v1_dot_jobs__pb2.BatchResumeJobsRequest.SerializeToString,
+            taskscheduler_dot_v1_dot_jobs__pb2.BatchResumeJobsResponse.FromString,
             options,
             channel_credentials,
             insecure,

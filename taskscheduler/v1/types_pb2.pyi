@@ -136,7 +136,7 @@ class RetryPolicy(_message.Message):
     def __init__(self, max_retries: _Optional[int] = ..., retry_delay: _Optional[int] = ..., backoff_multiplier: _Optional[float] = ..., max_retry_delay: _Optional[int] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("id", "name", "description", "type", "schedule", "timezone", "priority", "executor", "payload", "retry_policy", "timeout", "dependencies", "status", "next_run", "last_run", "created_at", "updated_at", "misfire_policy", "catch_up_window", "concurrency_policy", "jitter", "start_at", "end_at", "selector")
+    __slots__ = ("id", "name", "description", "type", "schedule", "timezone", "priority", "executor", "payload", "retry_policy", "timeout", "dependencies", "status", "next_run", "last_run", "created_at", "updated_at", "misfire_policy", "catch_up_window", "concurrency_policy", "jitter", "start_at", "end_at", "selector", "dependency_wait")
     class SelectorEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -168,6 +168,7 @@ class Job(_message.Message):
     START_AT_FIELD_NUMBER: _ClassVar[int]
     END_AT_FIELD_NUMBER: _ClassVar[int]
     SELECTOR_FIELD_NUMBER: _ClassVar[int]
+    DEPENDENCY_WAIT_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     description: str
@@ -192,7 +193,8 @@ class Job(_message.Message):
     start_at: _timestamp_pb2.Timestamp
     end_at: _timestamp_pb2.Timestamp
     selector: _containers.ScalarMap[str, str]
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., type: _Optional[_Union[JobType, str]] = ..., schedule: _Optional[str] = ..., timezone: _Optional[str] = ..., priority: _Optional[_Union[Priority, str]] = ..., executor: _Optional[str] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., retry_policy: _Optional[_Union[RetryPolicy, _Mapping]] = ..., timeout: _Optional[int] = ..., dependencies: _Optional[_Iterable[str]] = ..., status: _Optional[_Union[JobStatus, str]] = ..., next_run: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_run: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., misfire_policy: _Optional[_Union[MisfirePolicy, str]] = ..., catch_up_window: _Optional[int] = ..., concurrency_policy: _Optional[_Union[ConcurrencyPolicy, str]] = ..., jitter: _Optional[int] = ..., start_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., selector: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    dependency_wait: int
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., type: _Optional[_Union[JobType, str]] = ..., schedule: _Optional[str] = ..., timezone: _Optional[str] = ..., priority: _Optional[_Union[Priority, str]] = ..., executor: _Optional[str] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., retry_policy: _Optional[_Union[RetryPolicy, _Mapping]] = ..., timeout: _Optional[int] = ..., dependencies: _Optional[_Iterable[str]] = ..., status: _Optional[_Union[JobStatus, str]] = ..., next_run: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_run: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., misfire_policy: _Optional[_Union[MisfirePolicy, str]] = ..., catch_up_window: _Optional[int] = ..., concurrency_policy: _Optional[_Union[ConcurrencyPolicy, str]] = ..., jitter: _Optional[int] = ..., start_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., selector: _Optional[_Mapping[str, str]] = ..., dependency_wait: _Optional[int] = ...) -> None: ...
 
 class Attempt(_message.Message):
     __slots__ = ("number", "worker_id", "fencing_token", "started_at", "completed_at", "outcome", "exit_code", "error")
@@ -215,7 +217,7 @@ class Attempt(_message.Message):
     def __init__(self, number: _Optional[int] = ..., worker_id: _Optional[str] = ..., fencing_token: _Optional[int] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., outcome: _Optional[_Union[AttemptOutcome, str]] = ..., exit_code: _Optional[int] = ..., error: _Optional[str] = ...) -> None: ...
 
 class Run(_message.Message):
-    __slots__ = ("id", "job_id", "job_name", "trigger", "status", "priority", "scheduled_at", "due_at", "attempt", "max_attempts", "worker_id", "started_at", "completed_at", "duration", "exit_code", "output", "error", "attempts", "executor", "waiting_reason")
+    __slots__ = ("id", "job_id", "job_name", "trigger", "status", "priority", "scheduled_at", "due_at", "attempt", "max_attempts", "worker_id", "started_at", "completed_at", "duration", "exit_code", "output", "error", "attempts", "executor", "waiting_reason", "result")
     ID_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     JOB_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -236,6 +238,7 @@ class Run(_message.Message):
     ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     EXECUTOR_FIELD_NUMBER: _ClassVar[int]
     WAITING_REASON_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
     id: str
     job_id: str
     job_name: str
@@ -256,7 +259,8 @@ class Run(_message.Message):
     attempts: _containers.RepeatedCompositeFieldContainer[Attempt]
     executor: str
     waiting_reason: str
-    def __init__(self, id: _Optional[str] = ..., job_id: _Optional[str] = ..., job_name: _Optional[str] = ..., trigger: _Optional[_Union[RunTrigger, str]] = ..., status: _Optional[_Union[RunStatus, str]] = ..., priority: _Optional[_Union[Priority, str]] = ..., scheduled_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., due_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., attempt: _Optional[int] = ..., max_attempts: _Optional[int] = ..., worker_id: _Optional[str] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duration: _Optional[float] = ..., exit_code: _Optional[int] = ..., output: _Optional[str] = ..., error: _Optional[str] = ..., attempts: _Optional[_Iterable[_Union[Attempt, _Mapping]]] = ..., executor: _Optional[str] = ..., waiting_reason: _Optional[str] = ...) -> None: ...
+    result: _struct_pb2.Value
+    def __init__(self, id: _Optional[str] = ..., job_id: _Optional[str] = ..., job_name: _Optional[str] = ..., trigger: _Optional[_Union[RunTrigger, str]] = ..., status: _Optional[_Union[RunStatus, str]] = ..., priority: _Optional[_Union[Priority, str]] = ..., scheduled_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., due_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., attempt: _Optional[int] = ..., max_attempts: _Optional[int] = ..., worker_id: _Optional[str] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duration: _Optional[float] = ..., exit_code: _Optional[int] = ..., output: _Optional[str] = ..., error: _Optional[str] = ..., attempts: _Optional[_Iterable[_Union[Attempt, _Mapping]]] = ..., executor: _Optional[str] = ..., waiting_reason: _Optional[str] = ..., result: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ...) -> None: ...
 
 class Worker(_message.Message):
     __slots__ = ("id", "hostname", "capabilities", "labels", "max_concurrent", "status", "running", "registered_at", "last_heartbeat_at", "version")

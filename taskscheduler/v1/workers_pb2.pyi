@@ -154,7 +154,7 @@ class PollWorkResponse(_message.Message):
     def __init__(self, assignments: _Optional[_Iterable[_Union[Assignment, _Mapping]]] = ...) -> None: ...
 
 class CompleteAttemptRequest(_message.Message):
-    __slots__ = ("worker_id", "lease", "outcome", "exit_code", "output", "error", "started_at", "completed_at")
+    __slots__ = ("worker_id", "lease", "outcome", "exit_code", "output", "error", "started_at", "completed_at", "result")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     LEASE_FIELD_NUMBER: _ClassVar[int]
     OUTCOME_FIELD_NUMBER: _ClassVar[int]
@@ -163,6 +163,7 @@ class CompleteAttemptRequest(_message.Message):
     ERROR_FIELD_NUMBER: _ClassVar[int]
     STARTED_AT_FIELD_NUMBER: _ClassVar[int]
     COMPLETED_AT_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     lease: LeaseRef
     outcome: _types_pb2.AttemptOutcome
@@ -171,10 +172,37 @@ class CompleteAttemptRequest(_message.Message):
     error: str
     started_at: _timestamp_pb2.Timestamp
     completed_at: _timestamp_pb2.Timestamp
-    def __init__(self, worker_id: _Optional[str] = ..., lease: _Optional[_Union[LeaseRef, _Mapping]] = ..., outcome: _Optional[_Union[_types_pb2.AttemptOutcome, str]] = ..., exit_code: _Optional[int] = ..., output: _Optional[str] = ..., error: _Optional[str] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    result: _struct_pb2.Value
+    def __init__(self, worker_id: _Optional[str] = ..., lease: _Optional[_Union[LeaseRef, _Mapping]] = ..., outcome: _Optional[_Union[_types_pb2.AttemptOutcome, str]] = ..., exit_code: _Optional[int] = ..., output: _Optional[str] = ..., error: _Optional[str] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., result: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ...) -> None: ...
 
 class CompleteAttemptResponse(_message.Message):
     __slots__ = ("run_status",)
     RUN_STATUS_FIELD_NUMBER: _ClassVar[int]
     run_status: _types_pb2.RunStatus
     def __init__(self, run_status: _Optional[_Union[_types_pb2.RunStatus, str]] = ...) -> None: ...
+
+class CompleteAttemptsRequest(_message.Message):
+    __slots__ = ("worker_id", "reports")
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    REPORTS_FIELD_NUMBER: _ClassVar[int]
+    worker_id: str
+    reports: _containers.RepeatedCompositeFieldContainer[CompleteAttemptRequest]
+    def __init__(self, worker_id: _Optional[str] = ..., reports: _Optional[_Iterable[_Union[CompleteAttemptRequest, _Mapping]]] = ...) -> None: ...
+
+class CompleteAttemptResult(_message.Message):
+    __slots__ = ("run_id", "run_status", "error_code", "error_message")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    RUN_STATUS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    run_status: _types_pb2.RunStatus
+    error_code: str
+    error_message: str
+    def __init__(self, run_id: _Optional[str] = ..., run_status: _Optional[_Union[_types_pb2.RunStatus, str]] = ..., error_code: _Optional[str] = ..., error_message: _Optional[str] = ...) -> None: ...
+
+class CompleteAttemptsResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[CompleteAttemptResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[CompleteAttemptResult, _Mapping]]] = ...) -> None: ...

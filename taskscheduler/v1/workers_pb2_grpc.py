@@ -72,6 +72,11 @@ class WorkerServiceStub:
                 request_serializer=taskscheduler_dot_v1_dot_workers__pb2.CompleteAttemptRequest.SerializeToString,
                 response_deserializer=taskscheduler_dot_v1_dot_workers__pb2.CompleteAttemptResponse.FromString,
                 _registered_method=True)
+        self.CompleteAttempts = channel.unary_unary(
+                '/taskscheduler.v1.WorkerService/CompleteAttempts',
+                request_serializer=taskscheduler_dot_v1_dot_workers__pb2.CompleteAttemptsRequest.SerializeToString,
+                response_deserializer=taskscheduler_dot_v1_dot_workers__pb2.CompleteAttemptsResponse.FromString,
+                _registered_method=True)
 
 
 class WorkerServiceServicer:
@@ -127,6 +132,14 @@ class WorkerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CompleteAttempts(self, request, context):
+        """Reports several attempts in one call. Each report is judged on its own;
+        one with a stale token is rejected without failing the others.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -164,6 +177,11 @@ def add_WorkerServiceServicer_to_server(servicer, server):
                     servicer.CompleteAttempt,
                     request_deserializer=taskscheduler_dot_v1_dot_workers__pb2.CompleteAttemptRequest.FromString,
                     response_serializer=taskscheduler_dot_v1_dot_workers__pb2.CompleteAttemptResponse.SerializeToString,
+            ),
+            'CompleteAttempts': grpc.unary_unary_rpc_method_handler(
+                    servicer.CompleteAttempts,
+                    request_deserializer=taskscheduler_dot_v1_dot_workers__pb2.CompleteAttemptsRequest.FromString,
+                    response_serializer=taskscheduler_dot_v1_dot_workers__pb2.CompleteAttemptsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -358,6 +376,33 @@ class WorkerService:
             '/taskscheduler.v1.WorkerService/CompleteAttempt',
             taskscheduler_dot_v1_dot_workers__pb2.CompleteAttemptRequest.SerializeToString,
             taskscheduler_dot_v1_dot_workers__pb2.CompleteAttemptResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CompleteAttempts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskscheduler.v1.WorkerService/CompleteAttempts',
+            taskscheduler_dot_v1_dot_workers__pb2.CompleteAttemptsRequest.SerializeToString,
+            taskscheduler_dot_v1_dot_workers__pb2.CompleteAttemptsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -22,6 +22,10 @@ EXPECTED_ROUTES = {
     ("JobService", "ResumeJob"): ("POST", "/api/jobs/{job_id}/resume"),
     ("JobService", "GetJobStatus"): ("GET", "/api/jobs/{job_id}/status"),
     ("JobService", "ListJobHistory"): ("GET", "/api/jobs/{job_id}/history"),
+    ("JobService", "BatchCreateJobs"): ("POST", "/api/jobs/batch"),
+    ("JobService", "BatchDeleteJobs"): ("POST", "/api/jobs/batch/delete"),
+    ("JobService", "BatchPauseJobs"): ("POST", "/api/jobs/batch/pause"),
+    ("JobService", "BatchResumeJobs"): ("POST", "/api/jobs/batch/resume"),
     ("WorkerService", "ListWorkers"): ("GET", "/api/workers"),
     ("WorkerService", "GetWorker"): ("GET", "/api/workers/{worker_id}"),
     ("WorkerService", "RegisterWorker"): ("POST", "/api/workers/register"),
@@ -45,7 +49,7 @@ def test_every_annotated_rpc_gets_exactly_its_route() -> None:
     assert len(bindings_from_files()) == len(EXPECTED_ROUTES)
 
 
-@pytest.mark.parametrize("method_name", ["PollWork", "CompleteAttempt"])
+@pytest.mark.parametrize("method_name", ["PollWork", "CompleteAttempt", "CompleteAttempts"])
 def test_unannotated_rpc_gets_no_route(method_name: str) -> None:
     service = workers_pb2.DESCRIPTOR.services_by_name["WorkerService"]
 

@@ -73,6 +73,7 @@ def test_encode_run_writes_every_field() -> None:
         ],
         "executor": "",
         "waitingReason": "",
+        "result": None,
     }
 
 
