@@ -29,6 +29,7 @@ from google.protobuf import struct_pb2, timestamp_pb2
 from google.protobuf.message import DecodeError, Message
 
 from taskscheduler.coordinator.model import (
+    DEFAULT_DEPENDENCY_WAIT_S,
     Attempt,
     AttemptOutcome,
     ConcurrencyPolicy,
@@ -133,6 +134,7 @@ class JobDraft:
     start_at: datetime | None = None
     end_at: datetime | None = None
     selector: Mapping[str, str] = field(default_factory=dict)
+    dependency_wait_s: int = 0
 
 
 # Timestamps
@@ -249,6 +251,7 @@ def job_to_proto(job: Job, *, status: JobStatus | None = None) -> types_pb2.Job:
         start_at=datetime_to_timestamp(spec.start_at),
         end_at=datetime_to_timestamp(spec.end_at),
         selector=dict(spec.selector),
+        dependency_wait=spec.dependency_wait_s,
     )
 
 
@@ -283,6 +286,7 @@ def job_spec_from_proto(message: types_pb2.Job) -> JobDraft:
         start_at=timestamp_to_datetime(message.start_at),
         end_at=timestamp_to_datetime(message.end_at),
         selector=dict(message.selector),
+        dependency_wait_s=message.dependency_wait,
     )
 
 
@@ -380,6 +384,7 @@ def decode_job(key: str, data: bytes, revision: int) -> Job:
             start_at=draft.start_at,
             end_at=draft.end_at,
             selector=MappingProxyType(dict(draft.selector)),
+            dependency_wait_s=draft.dependency_wait_s or DEFAULT_DEPENDENCY_WAIT_S,
         )
         return Job(
             id=_required(message.id or None, "id"),

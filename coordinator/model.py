@@ -107,6 +107,12 @@ class RetryPolicy:
         return delay
 
 
+# How long a run of a scheduled job with dependencies waits for them at its
+# fire time, by default and at most.
+DEFAULT_DEPENDENCY_WAIT_S = 3600
+MAX_DEPENDENCY_WAIT_S = 24 * 3600
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class JobSpec:
     """The client-defined part of a job: what runs, when, and how."""
@@ -129,11 +135,17 @@ class JobSpec:
     start_at: datetime | None = None
     end_at: datetime | None = None
     selector: MappingProxyType[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    dependency_wait_s: int = DEFAULT_DEPENDENCY_WAIT_S
 
     @property
     def runs_on_dependencies(self) -> bool:
         """True for a job without a schedule that runs when its dependencies complete."""
         return not self.schedule and bool(self.dependencies)
+
+    @property
+    def waits_for_dependencies(self) -> bool:
+        """True for a job with a schedule whose runs wait for its dependencies."""
+        return bool(self.schedule) and bool(self.dependencies)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

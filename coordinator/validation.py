@@ -19,7 +19,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from taskscheduler.coordinator.codec import JobDraft
-from taskscheduler.coordinator.model import JobSpec, JobType, Page, Priority, RetryPolicy
+from taskscheduler.coordinator.model import (
+    DEFAULT_DEPENDENCY_WAIT_S,
+    MAX_DEPENDENCY_WAIT_S,
+    JobSpec,
+    JobType,
+    Page,
+    Priority,
+    RetryPolicy,
+)
 from taskscheduler.coordinator.scheduling_options import check_scheduling_options
 from taskscheduler.coordinator.selector import check_selector
 from taskscheduler.errors import InvalidArgumentError
@@ -68,7 +76,7 @@ def validate_job_spec(draft: JobDraft) -> JobSpec:
     _check_name(draft.name)
     _check_description(draft.description)
     validate_timezone(timezone)
-    _check_dependencies(draft.dependencies, job_type, draft.schedule)
+    _check_dependencies(draft.dependencies)
     schedule = _check_schedule(draft.schedule, job_type, timezone, draft.dependencies)
     _check_executor(draft.executor)
     _check_payload(draft.executor, draft.payload)
@@ -76,6 +84,9 @@ def validate_job_spec(draft: JobDraft) -> JobSpec:
     _check_retry_policy(draft.retry_policy)
     _check_timeout(draft.timeout_s)
     options = check_scheduling_options(draft)
+    dependency_wait_s = _check_dependency_wait(
+        draft.dependency_wait_s, draft.dependencies, schedule
+    )
 
     return JobSpec(
         name=draft.name,
@@ -96,6 +107,7 @@ def validate_job_spec(draft: JobDraft) -> JobSpec:
         start_at=options.start_at,
         end_at=options.end_at,
         selector=MappingProxyType(dict(draft.selector)),
+        dependency_wait_s=dependency_wait_s,
     )
 
 
@@ -213,7 +225,7 @@ def _check_timeout(timeout_s: int) -> None:
         )
 
 
-def _check_dependencies(dependencies: Sequence[str], job_type: JobType, schedule: str) -> None:
+def _check_dependencies(dependencies: Sequence[str]) -> None:
     """Check the list's shape; check_dependency_graph checks the ids against stored jobs."""
     if not dependencies:
         return
@@ -230,13 +242,27 @@ def _check_dependencies(dependencies: Sequence[str], job_type: JobType, schedule
             "dependencies",
             f"dependencies lists {', '.join(repeated)} more than once. List each job once",
         )
-    if job_type is not JobType.RECURRING or schedule.strip():
-        # NOTE: a scheduled job that also waits for its dependencies is not built yet.
+
+
+def _check_dependency_wait(
+    dependency_wait_s: int, dependencies: Sequence[str], schedule: str
+) -> int:
+    """Return the wait with its default applied; only a scheduled job with dependencies waits."""
+    if not 0 <= dependency_wait_s <= MAX_DEPENDENCY_WAIT_S:
         raise InvalidArgumentError(
-            "dependencies",
-            "a job with dependencies runs each time they complete, so it must be a recurring "
-            "job with an empty schedule. Set type to recurring and leave schedule empty",
+            "dependencyWait",
+            f"dependencyWait {dependency_wait_s} is out of range; give 1 to "
+            f"{MAX_DEPENDENCY_WAIT_S} seconds, or 0 for the default of "
+            f"{DEFAULT_DEPENDENCY_WAIT_S}",
         )
+    waits = bool(dependencies) and bool(schedule)
+    if dependency_wait_s not in (0, DEFAULT_DEPENDENCY_WAIT_S) and not waits:
+        raise InvalidArgumentError(
+            "dependencyWait",
+            "dependencyWait applies only to a job with both a schedule and dependencies; "
+            "remove it, or give the job both",
+        )
+    return dependency_wait_s or DEFAULT_DEPENDENCY_WAIT_S
 
 
 # Payloads
@@ -401,6 +427,7 @@ _UPDATABLE_PATHS = {
     "start_at": "start_at",
     "end_at": "end_at",
     "selector": "selector",
+    "dependency_wait": "dependency_wait_s",
 }
 _RETRY_POLICY_PATHS = {
     "retry_policy.max_retries": "max_retries",
@@ -472,6 +499,10 @@ def _draft_of(spec: JobSpec) -> JobDraft:
         start_at=spec.start_at,
         end_at=spec.end_at,
         selector=dict(spec.selector),
+        # The default reads back as unset, so dropping the dependencies keeps the job valid.
+        dependency_wait_s=0
+        if spec.dependency_wait_s == DEFAULT_DEPENDENCY_WAIT_S
+        else spec.dependency_wait_s,
     )
 
 

@@ -414,6 +414,7 @@ def test_job_spec_from_proto_reads_every_field() -> None:
         misfire_policy=spec.misfire_policy,
         catch_up_window_s=spec.catch_up_window_s,
         concurrency_policy=spec.concurrency_policy,
+        dependency_wait_s=spec.dependency_wait_s,
     )
 
 
