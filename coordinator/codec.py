@@ -11,7 +11,9 @@ takes it from the caller. A Run's `duration` is derived, so decoding ignores it.
 
 Payloads travel as google.protobuf.Struct, which stores every number as a
 double. Decoding turns integral numbers back into int, so {"retryCount": 3}
-round-trips as 3. Integers beyond 2**53 lose precision on the way.
+round-trips as 3. Integers beyond 2**53 lose precision on the way. A run's
+handler result travels as google.protobuf.Value under the same rules, and an
+unset field means no result.
 """
 
 from __future__ import annotations
@@ -175,6 +177,16 @@ def struct_to_payload(struct: struct_pb2.Struct) -> dict[str, Any]:
     return {key: _value_to_python(value) for key, value in struct.fields.items()}
 
 
+def result_to_value(result: Any) -> struct_pb2.Value | None:
+    """Convert a handler's JSON result; None stays None, which leaves the field unset."""
+    return None if result is None else _python_to_value(result)
+
+
+def value_to_result(value: struct_pb2.Value) -> Any:
+    """Convert a google.protobuf.Value to plain JSON data; integral numbers become int."""
+    return _value_to_python(value)
+
+
 def _python_to_value(item: Any) -> struct_pb2.Value:
     value = struct_pb2.Value()
     if item is None:
@@ -311,6 +323,7 @@ def run_to_proto(run: Run) -> types_pb2.Run:
         error=run.error,
         attempts=[_attempt_to_proto(attempt) for attempt in run.attempts],
         executor=run.executor,
+        result=result_to_value(run.result),
     )
 
 
@@ -424,6 +437,7 @@ def decode_run(key: str, data: bytes, revision: int) -> Run:
             output=message.output,
             error=message.error,
             attempts=tuple(_attempt_from_proto(attempt) for attempt in message.attempts),
+            result=value_to_result(message.result) if message.HasField("result") else None,
             revision=revision,
         )
 

@@ -129,3 +129,36 @@ def is_dependency_cancel(run: Run) -> bool:
         and run.status is RunStatus.CANCELLED
         and run.error.startswith(_CANCEL_PREFIX)
     )
+
+
+# Runs of scheduled jobs with dependencies
+
+
+def missing_dependencies(
+    completions: Mapping[str, Completion | None], since: datetime | None
+) -> list[str]:
+    """Return, sorted, the dependencies without a completed run after `since`.
+
+    `since` is the scheduled time of the dependant's previous run; before its first
+    run it is None, and any completed run counts. An empty list means the waiting
+    run may start.
+    """
+    return sorted(
+        job_id
+        for job_id, completion in completions.items()
+        if completion is None or (since is not None and completion.completed_at <= since)
+    )
+
+
+def waiting_reason(missing: Sequence[str], deadline: datetime) -> str:
+    """Return the reason a run that waits for its dependencies shows while queued."""
+    until = deadline.isoformat().replace("+00:00", "Z")
+    return f"waiting for dependencies to complete: {', '.join(missing)} (until {until})"
+
+
+def expired_reason(missing: Sequence[str], wait_s: int) -> str:
+    """Return the error of a run cancelled because its dependencies did not complete in time."""
+    return (
+        f"cancelled: dependencies {', '.join(missing)} did not complete within "
+        f"{wait_s} s of the fire time (dependencyWait)"
+    )

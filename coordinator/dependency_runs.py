@@ -10,6 +10,10 @@ and is not paused:
 - failed or timeout: a cancelled run naming the failed run is recorded for
   the dependant, and the cancellation spreads to its own dependants.
 
+A dependant with a schedule is handed to coordinator.dependency_gate
+instead: a completion queues a check of its waiting runs, and a failure
+cancels them (and spreads from there).
+
 Each such run's id is derived from the dependant and the triggering run and
 created only if absent, so two completions racing, or a new leader
 evaluating again, create it once. On election `recheck_all` evaluates every
@@ -20,21 +24,21 @@ write before it stopped.
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime
 
 from taskscheduler.clock import Clock
 from taskscheduler.coordinator import codec, etcd, ids
 from taskscheduler.coordinator.dependencies import (
     FAILED_STATUSES,
-    Completion,
     cancel_reason,
     is_dependency_cancel,
     trigger_for,
 )
+from taskscheduler.coordinator.dependency_gate import DependencyGate
 from taskscheduler.coordinator.firing_plan import new_run, status_when_queued
 from taskscheduler.coordinator.jobcache import JobCache
 from taskscheduler.coordinator.keys import KeyLayout
 from taskscheduler.coordinator.model import Job, Run, RunStatus, RunTrigger
+from taskscheduler.coordinator.run_reads import RunReads
 from taskscheduler.coordinator.runstore import Firing, JobChangedError, RunStore, SlotTakenError
 from taskscheduler.coordinator.state import LeaderState
 from taskscheduler.coordinator.stats import Stats
@@ -42,9 +46,6 @@ from taskscheduler.logs import get_logger
 
 log = get_logger(__name__)
 
-# Newest runs of a dependency read when looking for its newest completed run. A
-# dependency whose newest completion is further back counts as not completed.
-COMPLETION_LOOKBACK_RUNS = 20
 _WRITE_ATTEMPTS = 5
 
 
@@ -59,7 +60,10 @@ class DependencyTrigger:
         keys: KeyLayout,
         clock: Clock,
         stats: Stats,
+        gate: DependencyGate,
     ) -> None:
+        self._gate = gate
+        self._reads = RunReads(store, keys)
         self._state = state
         self._cache = cache
         self._runs = runs
@@ -82,7 +86,11 @@ class DependencyTrigger:
     async def _spread(self, run: Run, seen: set[str]) -> None:
         if run.status is RunStatus.COMPLETED:
             for dependant_id in self._cache.dependants_of(run.job_id):
-                await self._evaluate(dependant_id)
+                job = self._cache.get(dependant_id)
+                if job is not None and job.spec.waits_for_dependencies:
+                    self._gate.recheck_job(dependant_id)
+                else:
+                    await self._evaluate(dependant_id)
             return
         if run.status in FAILED_STATUSES:
             reason = cancel_reason(run.job_id, run.id, run.status)
@@ -90,25 +98,34 @@ class DependencyTrigger:
             reason = run.error
         else:
             return
+        await self._spread_failure(run, reason, seen)
+
+    async def _spread_failure(self, run: Run, reason: str, seen: set[str]) -> None:
+        """Cancel what waits on the run's job, and on those jobs in turn."""
         for dependant_id in self._cache.dependants_of(run.job_id):
             # A cycle closed by racing updates would otherwise spread forever.
             if dependant_id in seen:
                 continue
             seen.add(dependant_id)
-            cancelled = await self._cancel_wait(dependant_id, run, reason)
-            if cancelled is not None:
-                await self._spread(cancelled, seen)
+            job = self._cache.get(dependant_id)
+            if job is not None and job.spec.waits_for_dependencies:
+                cancelled = await self._gate.cancel_job(dependant_id, reason)
+            else:
+                one = await self._cancel_wait(dependant_id, run, reason)
+                cancelled = [] if one is None else [one]
+            for each in cancelled:
+                await self._spread_failure(each, reason, seen)
 
     async def _evaluate(self, job_id: str) -> None:
         job = self._cache.get(job_id)
         if job is None or job.paused or not job.spec.runs_on_dependencies:
             return
         completions = {
-            dependency: await self._newest_completion(dependency)
+            dependency: await self._reads.newest_completion(dependency)
             for dependency in job.spec.dependencies
         }
         # Completions from before the dependant existed do not start it.
-        last_run_at = await self._newest_run_at(job_id) or job.created_at
+        last_run_at = await self._reads.newest_run_at(job_id) or job.created_at
         trigger = trigger_for(completions, last_run_at)
         if trigger is None:
             log.debug("dependencies not met yet", job_id=job_id)
@@ -161,28 +178,6 @@ class DependencyTrigger:
             return run
         log.warning("job kept changing; dependency run not written", job_id=job.id, run_id=run.id)
         return None
-
-    async def _newest_completion(self, job_id: str) -> Completion | None:
-        result = await self._store.range_prefix(
-            self._keys.runs_of(job_id), limit=COMPLETION_LOOKBACK_RUNS, descending=True
-        )
-        newest: Completion | None = None
-        for kv in result.kvs:
-            run = codec.decode_run(kv.key, kv.value, kv.mod_revision)
-            if run.status is not RunStatus.COMPLETED or run.completed_at is None:
-                continue
-            if newest is None or run.completed_at > newest.completed_at:
-                newest = Completion(job_id, run.id, run.completed_at)
-        return newest
-
-    async def _newest_run_at(self, job_id: str) -> datetime | None:
-        result = await self._store.range_prefix(
-            self._keys.runs_of(job_id), limit=1, descending=True
-        )
-        if not result.kvs:
-            return None
-        kv = result.kvs[0]
-        return codec.decode_run(kv.key, kv.value, kv.mod_revision).scheduled_at
 
     async def _read_job(self, job_id: str) -> Job | None:
         kv = await self._store.get(self._keys.job(job_id))

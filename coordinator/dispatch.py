@@ -2,9 +2,11 @@
 
 An agent long-polls with its free slots; the leader pops that many runs it
 can execute and moves them to running under fresh leases in one fenced
-transaction. Heartbeats extend leases in memory. A completion is recorded
-only under the attempt's current fencing token. A lease that runs out ends
-its attempt as `lease-expired`, and the retry policy decides what follows.
+transaction. Heartbeats extend leases in memory. Completions, agents'
+reports and the leader's own ends of attempts alike, are judged and
+recorded by coordinator.completion, only under the attempt's current
+fencing token. A lease that runs out ends its attempt as `lease-expired`,
+and the retry policy decides what follows.
 """
 
 from __future__ import annotations
@@ -12,13 +14,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from collections.abc import Awaitable, Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from taskscheduler.clock import Clock
 from taskscheduler.coordinator import codec, etcd
-from taskscheduler.coordinator.decisions import job_status_after_run, judge_attempt
+from taskscheduler.coordinator.completion import AfterRun, Completer, Completion, CompletionResult
+from taskscheduler.coordinator.completion_plan import AttemptReport, HeldLease
 from taskscheduler.coordinator.jobcache import JobCache
 from taskscheduler.coordinator.keys import KeyLayout
 from taskscheduler.coordinator.leasetable import ActiveLease
@@ -26,16 +29,15 @@ from taskscheduler.coordinator.model import (
     Attempt,
     AttemptOutcome,
     Job,
-    RetryPolicy,
     Run,
     RunStatus,
 )
 from taskscheduler.coordinator.queueloader import QueueLoader
-from taskscheduler.coordinator.runstore import JobChangedError, RunStore
+from taskscheduler.coordinator.runstore import RunStore
 from taskscheduler.coordinator.state import LeaderState
 from taskscheduler.coordinator.stats import Stats
 from taskscheduler.coordinator.workers import WorkerRegistry
-from taskscheduler.errors import SchedulerError, StaleLeaseError
+from taskscheduler.errors import StaleLeaseError
 from taskscheduler.logs import get_logger
 
 log = get_logger(__name__)
@@ -43,30 +45,11 @@ log = get_logger(__name__)
 # Each assigned run takes three operations; stay under etcd's default of 128.
 MAX_ASSIGNMENTS_PER_POLL = 40
 
-AfterRun = Callable[[Run], Awaitable[None]]
-
 
 @dataclass(frozen=True, slots=True)
 class Assigned:
     run: Run
     job: Job | None
-    fencing_token: int
-
-
-@dataclass(frozen=True, slots=True)
-class AttemptReport:
-    outcome: AttemptOutcome
-    exit_code: int = 0
-    output: str = ""
-    error: str = ""
-    started_at: datetime | None = None
-    completed_at: datetime | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class HeldLease:
-    run_id: str
-    attempt: int
     fencing_token: int
 
 
@@ -94,8 +77,17 @@ class Dispatcher:
         self._keys = keys
         self._clock = clock
         self._stats = stats
-        self._after_run = after_run
         self._loader = loader
+        self._completer = Completer(
+            state=state,
+            cache=cache,
+            runs=runs,
+            store=store,
+            keys=keys,
+            clock=clock,
+            stats=stats,
+            after_run=after_run,
+        )
 
     async def poll(self, worker_id: str, max_assignments: int, wait_s: float) -> list[Assigned]:
         """Wait up to `wait_s` for runs the worker can execute; never more than it asked for."""
@@ -140,12 +132,18 @@ class Dispatcher:
         return revoked
 
     async def complete(self, worker_id: str, held: HeldLease, report: AttemptReport) -> RunStatus:
-        lease = self._state.leases.get(held.run_id)
-        run = self._state.active.get(held.run_id)
-        current = self._state.leases.is_current(held.run_id, held.attempt, held.fencing_token)
-        if lease is None or run is None or not current or lease.worker_id != worker_id:
-            raise StaleLeaseError(held.run_id, held.attempt, held.fencing_token)
-        return await self._conclude(run, lease, report)
+        """Record one report; raise its error (StaleLeaseError for a stale token) if rejected."""
+        (result,) = await self._completer.complete_many(worker_id, [Completion(held, report)])
+        if result.error is not None:
+            raise result.error
+        assert result.run_status is not None
+        return result.run_status
+
+    async def complete_many(
+        self, worker_id: str, completions: Sequence[Completion]
+    ) -> list[CompletionResult]:
+        """Record a worker's reports in batched transactions; one result per report, in order."""
+        return await self._completer.complete_many(worker_id, completions)
 
     async def cancel_job_runs(self, job_id: str, reason: str) -> int:
         """Cancel every queued or running run of the job; return how many were cancelled.
@@ -153,8 +151,6 @@ class Dispatcher:
         A running attempt ends as cancelled and its lease is released, so the
         agent's next heartbeat revokes it and the agent kills the process.
         """
-        # NOTE: queued runs waiting in etcd only (over --max-queued-in-memory) are not
-        # cancelled here; they stay queued until loaded.
         runs = [run for run in self._state.active.values() if run.job_id == job_id]
         for run in runs:
             lease = self._state.leases.get(run.id)
@@ -164,7 +160,19 @@ class Dispatcher:
             report = AttemptReport(AttemptOutcome.CANCELLED, error=reason)
             with contextlib.suppress(StaleLeaseError):
                 await self._conclude(run, lease, report)
-        return len(runs)
+        return len(runs) + await self._cancel_etcd_only(job_id, reason)
+
+    async def _cancel_etcd_only(self, job_id: str, reason: str) -> int:
+        """Cancel the job's queued runs that wait in etcd only (their priority was full)."""
+        cancelled = 0
+        async for page in self._store.pages(self._keys.runs_of(job_id)):
+            for kv in page.kvs:
+                run = codec.decode_run(kv.key, kv.value, kv.mod_revision)
+                if run.status is RunStatus.QUEUED and run.id not in self._state.active:
+                    self._state.uncount(job_id)
+                    await self._cancel_queued(run, reason)
+                    cancelled += 1
+        return cancelled
 
     async def cancel_run(self, run_id: str, reason: str, *, stored: Run | None = None) -> bool:
         """Cancel one queued or running run; return False when it is not active.
@@ -270,107 +278,4 @@ class Dispatcher:
         )
 
     async def _conclude(self, run: Run, lease: ActiveLease, report: AttemptReport) -> RunStatus:
-        for _ in range(5):
-            job = self._cache.get(run.job_id)
-            ended = self._ended(run, job, report)
-            job_after = self._job_after(job, ended)
-            try:
-                revision = await self._runs.finish(
-                    ended, lease.fencing_token, job_before=job, job_after=job_after
-                )
-            except JobChangedError:
-                await self._refresh_job(run.job_id)
-                continue
-            except StaleLeaseError:
-                self._state.leases.release(run.id)
-                raise
-            ended = dataclasses.replace(ended, revision=revision)
-            self._after_finish(ended, job_after, lease)
-            if ended.status.is_final:
-                await self._notify_after_run(ended)
-            return ended.status
-        raise JobChangedError(run.job_id)
-
-    async def _notify_after_run(self, ended: Run) -> None:
-        if self._after_run is None:
-            return
-        try:
-            await self._after_run(ended)
-        except SchedulerError as error:
-            # NOTE: the run stays recorded, but its dependants are evaluated again only
-            # when a leader is next elected (DependencyTrigger.recheck_all).
-            log.warning(
-                "dependants of a finished run not evaluated",
-                run_id=ended.id,
-                job_id=ended.job_id,
-                error=str(error),
-            )
-
-    def _ended(self, run: Run, job: Job | None, report: AttemptReport) -> Run:
-        now = self._clock.now()
-        policy = job.spec.retry_policy if job else None
-        verdict = judge_attempt(report.outcome, run.attempt, policy or _NO_RETRY, now)
-        completed_at = report.completed_at or now
-        attempt = dataclasses.replace(
-            run.attempts[-1],
-            completed_at=completed_at,
-            outcome=report.outcome,
-            exit_code=report.exit_code,
-            error=report.error,
-        )
-        return dataclasses.replace(
-            run,
-            status=verdict.run_status,
-            due_at=verdict.retry_at or run.due_at,
-            started_at=report.started_at or run.started_at,
-            completed_at=completed_at,
-            exit_code=report.exit_code,
-            output=report.output,
-            error=report.error,
-            attempts=(*run.attempts[:-1], attempt),
-        )
-
-    def _job_after(self, job: Job | None, ended: Run) -> Job | None:
-        if job is None:
-            return None
-        others = self._state.active_per_job.get(job.id, 0) - 1
-        status = job_status_after_run(job, ended.status, others)
-        if status is job.status:
-            return None
-        return dataclasses.replace(job, status=status)
-
-    def _after_finish(self, ended: Run, job_after: Job | None, lease: ActiveLease) -> None:
-        self._state.leases.release(ended.id)
-        if job_after is not None:
-            self._cache.apply(dataclasses.replace(job_after, revision=ended.revision))
-        if ended.status is RunStatus.QUEUED:
-            self._state.queue(ended)
-            self._stats.count("attempts_retried")
-            log.warning(
-                "attempt failed; retry queued",
-                run_id=ended.id,
-                attempt=ended.attempt,
-                outcome=ended.attempts[-1].outcome,
-                retry_at=ended.due_at.isoformat(),
-            )
-            return
-        self._state.untrack(ended.id)
-        self._stats.record_finish(ended, self._clock.now())
-        log.info(
-            "run finished",
-            run_id=ended.id,
-            job_id=ended.job_id,
-            status=ended.status.value,
-            attempt=ended.attempt,
-            worker_id=lease.worker_id,
-        )
-
-    async def _refresh_job(self, job_id: str) -> None:
-        kv = await self._store.get(self._keys.job(job_id))
-        if kv is None:
-            self._cache.forget(job_id)
-            return
-        self._cache.apply(codec.decode_job(kv.key, kv.value, kv.mod_revision))
-
-
-_NO_RETRY = RetryPolicy()
+        return await self._completer.conclude(run, lease, report)

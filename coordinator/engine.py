@@ -1,8 +1,9 @@
 """Leadership lifecycle: build the leader's state on election, tear it down on loss.
 
 On election the leader rebuilds its memory from etcd (jobs from the warm
-cache, queued runs from the queue keys, held leases from the lease keys,
-each lease getting a full TTL from now) and starts its loops under
+cache, queued runs from the queue keys, runs waiting for dependencies from
+the held keys, held leases from the lease keys, each lease getting a full
+TTL from now) and starts its loops under
 supervision. On loss every loop is cancelled before anything else runs.
 """
 
@@ -15,6 +16,7 @@ from datetime import timedelta
 
 from taskscheduler.clock import Clock
 from taskscheduler.coordinator import codec, etcd
+from taskscheduler.coordinator.dependency_gate import DependencyGate
 from taskscheduler.coordinator.dependency_runs import DependencyTrigger
 from taskscheduler.coordinator.dispatch import Dispatcher
 from taskscheduler.coordinator.election import Election
@@ -98,6 +100,9 @@ class Engine:
         runtime = self.runtime
         if runtime is None or not self._election.is_leader:
             return ""
+        held_reason = runtime.state.held.get(run_id)
+        if held_reason is not None:
+            return held_reason
         return runtime.state.ready.waiting_reason(run_id, self._clock.now(), WAITING_REASON_AFTER_S)
 
     async def on_elected(self, fence: int) -> None:
@@ -121,8 +126,9 @@ class Engine:
         )
         shared = dict(state=state, cache=self._cache, runs=runs, store=self._store)
         loader = QueueLoader(state=state, store=self._store, keys=self._keys, runs=runs)
+        gate = DependencyGate(**shared, keys=self._keys, clock=self._clock, stats=self.stats)
         dependencies = DependencyTrigger(
-            **shared, keys=self._keys, clock=self._clock, stats=self.stats
+            **shared, keys=self._keys, clock=self._clock, stats=self.stats, gate=gate
         )
         dispatcher = Dispatcher(
             **shared,
@@ -139,9 +145,11 @@ class Engine:
             clock=self._clock,
             stats=self.stats,
             cancel_runs=dispatcher.cancel_job_runs,
+            hold_run=gate.admit,
         )
         await workers.load()
         await self._rebuild(state, loader)
+        await gate.rebuild()
         pruner = HistoryPruner(
             store=self._store,
             keys=self._keys,
@@ -158,6 +166,7 @@ class Engine:
             "worker-liveness": lambda: self._watch_liveness(workers),
             "history-pruning": pruner.run,
             "dependency-recheck": dependencies.recheck_all,
+            "dependency-gate": gate.run,
             "queue-upkeep": lambda: loader.upkeep(workers, self._clock),
         }
         tasks = [asyncio.create_task(self._supervise(name, loop)) for name, loop in loops.items()]

@@ -6,7 +6,8 @@ one fenced transaction. A batch that conflicts is retried job by job: a job
 changed by a client is re-read and planned again; slots that already have
 runs (fired by a previous leader) are left out and the job moves on. A job
 with concurrencyPolicy `replace` and active runs is fired alone, after its
-active runs are cancelled.
+active runs are cancelled. The runs of a scheduled job with dependencies go
+to coordinator.dependency_gate, which queues them once those are met.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ MAX_OPS_PER_TXN = 120
 _IDLE_WAKE_S = 1.0
 
 CancelRuns = Callable[[str, str], Awaitable[int]]
+HoldRun = Callable[[Run], None]
 REPLACED = "cancelled: a newer slot replaced it (concurrencyPolicy replace)"
 
 
@@ -58,7 +60,9 @@ class Firer:
         clock: Clock,
         stats: Stats,
         cancel_runs: CancelRuns,
+        hold_run: HoldRun,
     ) -> None:
+        self._hold_run = hold_run
         self._state = state
         self._cache = cache
         self._runs = runs
@@ -200,8 +204,12 @@ class Firer:
                 log.info("slot skipped", job_id=run.job_id, run_id=run.id, reason=run.error)
                 self._stats.record_finish(run, self._clock.now())
                 continue
-            self._state.queue(run)
             self._stats.count("runs_fired")
+            if firing.held:
+                self._hold_run(run)
+                log.debug("run waits for dependencies", job_id=run.job_id, run_id=run.id)
+                continue
+            self._state.queue(run)
             log.debug("run queued", job_id=run.job_id, run_id=run.id, due_at=run.due_at.isoformat())
 
     async def _read_job(self, job_id: str) -> Job:

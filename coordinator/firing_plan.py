@@ -63,7 +63,7 @@ def build_firing(job: Job, plan: FirePlan, now: datetime, active_runs: int) -> F
         next_fire_at=next_fire_at,
         status=_status_after_fire(job, next_fire_at, queued or active_runs > 0),
     )
-    return Firing(job, job_after, tuple(runs))
+    return Firing(job, job_after, tuple(runs), held=job.spec.waits_for_dependencies)
 
 
 def new_run(job: Job, run_id: str, scheduled_at: datetime, trigger: RunTrigger) -> Run:

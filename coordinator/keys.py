@@ -11,6 +11,8 @@
                                      3 critical) and due_ms its due time in epoch
                                      ms, 14 digits, so each priority is one range
                                      in due order
+    {prefix}/held/{run_id}           present while a scheduled run waits for its
+                                     job's dependencies, instead of a queue key
     {prefix}/leases/{run_id}         present while an agent holds the current
                                      attempt; its create revision is the fencing token
     {prefix}/workers/{worker_id}     worker registration
@@ -82,6 +84,14 @@ class KeyLayout:
 
     def run_id_from_queue_key(self, key: str) -> str:
         return key[len(self.queue) :].split("/", 2)[2]
+
+    @property
+    def held(self) -> str:
+        return f"{self.prefix}/held/"
+
+    def held_run(self, run_id: str) -> str:
+        """Return the key that marks a queued run as waiting for its job's dependencies."""
+        return f"{self.held}{run_id}"
 
     @property
     def leases(self) -> str:

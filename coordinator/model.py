@@ -205,6 +205,9 @@ class Run:
     output: str = ""
     error: str = ""
     attempts: tuple[Attempt, ...] = ()
+    # The JSON value a Python handler returned from the attempt that completed
+    # the run; None when there is none.
+    result: Any = None
     revision: int = 0
 
     @property

@@ -14,8 +14,9 @@ from taskscheduler.coordinator.election import Election
 from taskscheduler.coordinator.engine import Engine
 from taskscheduler.coordinator.jobcache import JobCache
 from taskscheduler.coordinator.keys import KeyLayout
-from taskscheduler.coordinator.model import RunStatus, WorkerStatus
+from taskscheduler.coordinator.model import Priority, RunStatus, WorkerStatus
 from taskscheduler.coordinator.rpc import translate_errors
+from taskscheduler.coordinator.state import LeaderState
 from taskscheduler.errors import StoreUnavailableError
 from taskscheduler.v1 import monitoring_pb2, monitoring_pb2_grpc
 
@@ -57,7 +58,7 @@ class MonitoringServicer(monitoring_pb2_grpc.MonitoringServiceServicer):
         runtime = self._engine.runtime
         if runtime is not None:
             state = runtime.state
-            depth = state.ready.depth_by_priority()
+            depth = await self._queue_depth(state)
             dashboard.queue_depth.update({p.value: n for p, n in depth.items()})
             dashboard.running_runs = len(state.leases)
         stats = self._engine.stats
@@ -91,10 +92,18 @@ class MonitoringServicer(monitoring_pb2_grpc.MonitoringServiceServicer):
             metrics.collected_at.CopyFrom(collected_at)
         runtime = self._engine.runtime
         if runtime is not None:
-            metrics.queue_depth = len(runtime.state.ready)
+            metrics.queue_depth = sum((await self._queue_depth(runtime.state)).values())
             metrics.running_runs = len(runtime.state.leases)
             metrics.workers_online = len(runtime.workers.online())
         return monitoring_pb2.GetMetricsResponse(metrics=metrics)
+
+    async def _queue_depth(self, state: LeaderState) -> dict[Priority, int]:
+        """Return the queued runs per priority, counting from etcd where memory holds only some."""
+        depth = state.ready.depth_by_priority()
+        for priority in list(state.etcd_only_from):
+            counted = await self._store.range_prefix(self._keys.queue_of(priority), count_only=True)
+            depth[priority] = counted.count
+        return depth
 
     @translate_errors
     async def GetHealth(

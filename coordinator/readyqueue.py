@@ -101,10 +101,8 @@ class ReadyQueues:
         return max(0, self.max_per_priority - self._counts[priority])
 
     def depth_by_priority(self) -> dict[Priority, int]:
-        """Return the queued runs in memory per priority.
-
-        NOTE: runs waiting in etcd only are not counted here.
-        """
+        """Return the queued runs in memory per priority; runs waiting in etcd only are not
+        counted (the monitoring service counts those from etcd)."""
         return dict(self._counts)
 
     def next_due_at(self) -> datetime | None:

@@ -12,6 +12,8 @@ leader's write fails in etcd (LostLeadershipError) instead of landing.
   attempt's fencing token.
 - finish: records an attempt's end only while the lease key still has the
   reporter's token (StaleLeaseError otherwise), and deletes the lease.
+- finish_many: records several attempt ends and job status changes under
+  the same compares, all or nothing (BatchConflictError otherwise).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 from aetcd import rpc
 
 from taskscheduler.coordinator import codec, etcd
+from taskscheduler.coordinator.completion_plan import WriteCost
 from taskscheduler.coordinator.keys import KeyLayout
 from taskscheduler.coordinator.model import Job, Run
 from taskscheduler.errors import (
@@ -40,6 +43,14 @@ class JobChangedError(FailedPreconditionError):
         self.job_id = job_id
 
 
+class BatchConflictError(FailedPreconditionError):
+    """A lease or job of a batched write changed; nothing was written, so write each item alone."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(f"a lease or job of a batch of {size} changed; nothing was written")
+        self.size = size
+
+
 class SlotTakenError(SchedulerError):
     """Runs for these slots exist already (fired before a failover)."""
 
@@ -55,6 +66,24 @@ class Firing:
     job_before: Job
     job_after: Job
     runs: tuple[Run, ...] = ()
+    # The queued runs wait for the job's dependencies: they get a held key, not a queue key.
+    held: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptEnd:
+    """An ended run to record, and the fencing token its lease key must still have."""
+
+    run: Run
+    fencing_token: int
+
+
+@dataclass(frozen=True, slots=True)
+class JobChange:
+    """A job as read, and the job to write if the record is still at that revision."""
+
+    before: Job
+    after: Job
 
 
 class RunStore:
@@ -78,7 +107,7 @@ class RunStore:
             ops.append(self._job_put(firing.job_after))
             for run in firing.runs:
                 compares.append(etcd.absent(self._keys.run(run.id)))
-                ops.extend(self._run_ops(run))
+                ops.extend(self._run_ops(run, held=firing.held))
         result = await self._store.txn(compares, ops, self._probe_fence())
         if not result.succeeded:
             self._raise_if_deposed(result)
@@ -94,7 +123,7 @@ class RunStore:
         for run in firing.runs:
             run_key = self._keys.run(run.id)
             compares.append(etcd.absent(run_key))
-            ops.extend(self._run_ops(run))
+            ops.extend(self._run_ops(run, held=firing.held))
             probes.append(_probe(run_key))
         result = await self._store.txn(compares, ops, probes)
         if result.succeeded:
@@ -155,12 +184,50 @@ class RunStore:
             raise StaleLeaseError(run.id, run.attempt, fencing_token)
         raise JobChangedError(run.job_id)
 
+    async def finish_many(self, ends: Sequence[AttemptEnd], jobs: Sequence[JobChange]) -> int:
+        """Record several attempts' ends and their jobs' new status in one transaction.
+
+        Each run is written as `finish` writes it and its lease key deleted,
+        under a compare that the lease key still has the run's token; each job
+        is written under a compare on its mod revision. Return the revision.
+        When any of those compares fails nothing is written and
+        BatchConflictError is raised, so the caller writes each end alone
+        with `finish` to learn which one conflicted. A failed fence raises
+        LostLeadershipError. Run ids must be distinct: etcd rejects a
+        transaction that writes one key twice.
+        """
+        compares = [self._fence()]
+        ops: list[etcd.Op] = []
+        for end in ends:
+            lease_key = self._keys.lease(end.run.id)
+            compares.append(etcd.created_at_revision(lease_key, end.fencing_token))
+            ops.append(etcd.delete(lease_key))
+            ops.extend(self._run_ops(end.run))
+        for change in jobs:
+            compares.append(self._job_unchanged(change.before))
+            ops.append(self._job_put(change.after))
+        result = await self._store.txn(compares, ops, self._probe_fence())
+        if not result.succeeded:
+            self._raise_if_deposed(result)
+            raise BatchConflictError(len(ends))
+        return result.revision
+
+    def end_cost(self, run: Run) -> WriteCost:
+        """Return the operations and key and value bytes `finish_many` takes to record `run`."""
+        ops = [etcd.delete(self._keys.lease(run.id)), *self._run_ops(run)]
+        return WriteCost(run.job_id, ops=len(ops), size_bytes=sum(map(_op_bytes, ops)))
+
+    def job_write_bytes(self, job: Job) -> int:
+        """Return the key and value bytes of writing the job's record."""
+        return _op_bytes(self._job_put(job))
+
     async def settle(self, run: Run, *, job_before: Job | None, job_after: Job | None) -> int:
         """Write a run that holds no lease (a queued run cancelled), with its job's status."""
         compares = [self._fence()]
         ops = self._run_ops(run)
         if run.status.is_final:
             ops.append(etcd.delete(self._keys.queued(run)))
+            ops.append(etcd.delete(self._keys.held_run(run.id)))
         if job_before is not None and job_after is not None:
             compares.append(self._job_unchanged(job_before))
             ops.append(self._job_put(job_after))
@@ -176,7 +243,23 @@ class RunStore:
         for run in runs:
             ops.append(etcd.delete(self._keys.queued(run)))
             ops.append(etcd.delete(self._keys.lease(run.id)))
+            ops.append(etcd.delete(self._keys.held_run(run.id)))
         await self.drop_keys(ops)
+
+    async def release_held(self, run: Run) -> bool:
+        """Queue a run that waited for its dependencies; False if it no longer waits.
+
+        The compare on the held key loses to a cancel that settled the run first.
+        """
+        held_key = self._keys.held_run(run.id)
+        result = await self._store.txn(
+            [self._fence(), etcd.exists(held_key)],
+            [etcd.delete(held_key), etcd.put(self._keys.queued(run), b"")],
+            self._probe_fence(),
+        )
+        if not result.succeeded:
+            self._raise_if_deposed(result)
+        return result.succeeded
 
     async def drop_queue_keys(self, keys: Sequence[str]) -> None:
         """Delete queue keys whose run record is gone (their job was deleted)."""
@@ -194,9 +277,14 @@ class RunStore:
             etcd.put(self._keys.queued(run), b""),
         ]
 
-    def _run_ops(self, run: Run) -> list[etcd.Op]:
+    def _run_ops(self, run: Run, *, held: bool = False) -> list[etcd.Op]:
         if run.status.is_final:
             return [etcd.put(self._keys.run(run.id), codec.encode_run(run))]
+        if held:
+            return [
+                etcd.put(self._keys.run(run.id), codec.encode_run(run)),
+                etcd.put(self._keys.held_run(run.id), b""),
+            ]
         return self._queue_ops(run)
 
     def _job_put(self, job: Job) -> etcd.Op:
@@ -217,6 +305,12 @@ class RunStore:
 
 def _probe(key: str) -> etcd.Op:
     return etcd.Op(request_range=rpc.RangeRequest(key=key.encode()))
+
+
+def _op_bytes(op: etcd.Op) -> int:
+    if op.HasField("request_put"):
+        return len(op.request_put.key) + len(op.request_put.value)
+    return len(op.request_delete_range.key) + len(op.request_delete_range.range_end)
 
 
 def _probed(result: etcd.TxnResult, index: int) -> list[rpc.KeyValue]:

@@ -1,8 +1,10 @@
 """What the leader keeps in memory, all of it rebuildable from etcd.
 
 `active` maps each queued or running run held in memory to its latest
-record; `ready`, `leases` and `index` are the structures that make firing
-and assignment O(log n). `work_available` wakes long-polling agents.
+record; `held` names the queued runs among them that wait for their job's
+dependencies (not in `ready`), each with the reason shown to clients;
+`ready`, `leases` and `index` are the structures that make firing and
+assignment O(log n). `work_available` wakes long-polling agents.
 
 A new queued run whose priority already has `ready.max_per_priority` runs
 in memory waits in etcd only: it counts in `active_per_job`, and
@@ -38,6 +40,7 @@ class LeaderState:
     selector_of: Callable[[str], SelectorKey] = lambda job_id: ()
     etcd_only_from: dict[Priority, tuple[int, str]] = field(default_factory=dict)
     latest_spills: dict[Priority, tuple[int, str]] = field(default_factory=dict)
+    held: dict[str, str] = field(default_factory=dict)
     _schedules: dict[tuple[str, str, str], Schedule] = field(default_factory=dict)
 
     def track(self, run: Run) -> None:
@@ -46,7 +49,21 @@ class LeaderState:
             self.active_per_job[run.job_id] += 1
         self.active[run.id] = run
 
+    def hold(self, run: Run, reason: str) -> None:
+        """Hold a queued run out of the ready queues until its dependencies are met."""
+        self.track(run)
+        self.held[run.id] = reason
+
+    def release(self, run_id: str) -> None:
+        """Move a held run into the ready queues."""
+        self.held.pop(run_id, None)
+        run = self.active.get(run_id)
+        if run is not None:
+            self._push(run)
+            self.signal_work()
+
     def untrack(self, run_id: str) -> Run | None:
+        self.held.pop(run_id, None)
         run = self.active.pop(run_id, None)
         if run is not None:
             self.active_per_job[run.job_id] -= 1

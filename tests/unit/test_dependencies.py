@@ -13,9 +13,12 @@ from taskscheduler.coordinator.dependencies import (
     Completion,
     cancel_reason,
     check_dependency_graph,
+    expired_reason,
     find_cycle,
     is_dependency_cancel,
+    missing_dependencies,
     trigger_for,
+    waiting_reason,
 )
 from taskscheduler.coordinator.jobs import first_fire_at, idle_status
 from taskscheduler.coordinator.model import (
@@ -239,3 +242,36 @@ def test_dependant_status_after_run(run_status: RunStatus, expected: JobStatus) 
     )
 
     assert job_status_after_run(job, run_status, other_active_runs=0) is expected
+
+
+MISSING = [
+    # (completions, previous run in minutes after T0 or None, expected missing)
+    ({"job-a": completion("job-a", 1)}, None, []),
+    ({"job-a": None}, None, ["job-a"]),
+    ({}, 3, []),
+    ({"job-a": completion("job-a", 5), "job-b": completion("job-b", 1)}, 2, ["job-b"]),
+    ({"job-b": completion("job-b", 2), "job-a": completion("job-a", 9)}, 2, ["job-b"]),
+    ({"job-b": None, "job-a": completion("job-a", 1)}, 2, ["job-a", "job-b"]),
+    ({"job-a": completion("job-a", 3), "job-b": completion("job-b", 4)}, 2, []),
+]
+
+
+@pytest.mark.parametrize(("completions", "previous_minutes", "expected"), MISSING)
+def test_missing_dependencies(
+    completions: dict[str, Completion | None], previous_minutes: int | None, expected: list[str]
+) -> None:
+    since = None if previous_minutes is None else T0 + timedelta(minutes=previous_minutes)
+
+    assert missing_dependencies(completions, since) == expected
+
+
+def test_waiting_and_expired_reasons_name_the_missing_jobs() -> None:
+    deadline = T0 + timedelta(hours=1)
+
+    assert waiting_reason(["job-a", "job-b"], deadline) == (
+        "waiting for dependencies to complete: job-a, job-b (until 2030-01-01T10:00:00Z)"
+    )
+    assert expired_reason(["job-b"], 600) == (
+        "cancelled: dependencies job-b did not complete within 600 s of the fire time "
+        "(dependencyWait)"
+    )

@@ -265,3 +265,18 @@ def test_firing_after_downtime_across_end(
     assert all(run.status is RunStatus.QUEUED for run in firing.runs)
     assert firing.job_after.next_fire_at is None
     assert firing.job_after.status is expected_status
+
+
+@pytest.mark.parametrize(
+    ("schedule", "dependencies", "held"),
+    [("@every 10s", ("job-0",), True), ("@every 10s", (), False)],
+)
+def test_firing_holds_runs_of_scheduled_jobs_with_dependencies(
+    schedule: str, dependencies: tuple[str, ...], held: bool
+) -> None:
+    job = make_job(schedule=schedule, dependencies=dependencies)
+
+    firing = build_firing(job, plan_of(2), NOW, active_runs=0)
+
+    assert firing.held is held
+    assert [run.status.value for run in firing.runs] == ["queued", "queued"]
