@@ -97,7 +97,7 @@ class DependencyGate:
                     self.admit(run)
 
     async def run(self) -> None:
-        """Do queued checks, and check runs past their deadline every second, until cancelled."""
+        """Run queued checks, and check runs past their deadline every second, until cancelled."""
         while True:
             self._queue_overdue()
             while self._pending:
