@@ -30,6 +30,7 @@ from typing import Any, Generic, TypeVar
 from google.protobuf import struct_pb2, timestamp_pb2
 from google.protobuf.message import DecodeError, Message
 
+from taskscheduler.coordinator.interning import frozen_mapping, shared
 from taskscheduler.coordinator.model import (
     DEFAULT_DEPENDENCY_WAIT_S,
     Attempt,
@@ -150,6 +151,10 @@ def timestamp_to_datetime(timestamp: timestamp_pb2.Timestamp) -> datetime | None
     if timestamp.seconds == 0 and timestamp.nanos == 0:
         return None
     return timestamp.ToDatetime(tzinfo=UTC)
+
+
+def _shared_time(value: datetime | None) -> datetime | None:
+    return None if value is None else shared(value)
 
 
 def datetime_to_timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
@@ -382,31 +387,31 @@ def decode_job(key: str, data: bytes, revision: int) -> Job:
             name=draft.name,
             description=draft.description,
             type=_required(draft.type, "type"),
-            schedule=draft.schedule,
-            timezone=draft.timezone,
+            schedule=shared(draft.schedule),
+            timezone=shared(draft.timezone),
             priority=_required(draft.priority, "priority"),
-            executor=draft.executor,
-            payload=MappingProxyType(dict(draft.payload)),
-            retry_policy=draft.retry_policy,
+            executor=shared(draft.executor),
+            payload=frozen_mapping(draft.payload),
+            retry_policy=shared(draft.retry_policy),
             timeout_s=draft.timeout_s,
             dependencies=draft.dependencies,
             misfire_policy=draft.misfire_policy or MisfirePolicy.RUN_ONCE,
-            catch_up_window_s=draft.catch_up_window_s,
+            catch_up_window_s=shared(draft.catch_up_window_s),
             concurrency_policy=draft.concurrency_policy or ConcurrencyPolicy.ALLOW,
             jitter_s=draft.jitter_s,
             start_at=draft.start_at,
             end_at=draft.end_at,
-            selector=MappingProxyType(dict(draft.selector)),
-            dependency_wait_s=draft.dependency_wait_s or DEFAULT_DEPENDENCY_WAIT_S,
+            selector=frozen_mapping(draft.selector),
+            dependency_wait_s=shared(draft.dependency_wait_s or DEFAULT_DEPENDENCY_WAIT_S),
         )
         return Job(
             id=_required(message.id or None, "id"),
             spec=spec,
             status=_required_enum(JOB_STATUSES, message.status, "status"),
-            next_fire_at=timestamp_to_datetime(message.next_run),
-            last_fire_at=timestamp_to_datetime(message.last_run),
-            created_at=_required_time(message.created_at, "created_at"),
-            updated_at=_required_time(message.updated_at, "updated_at"),
+            next_fire_at=_shared_time(timestamp_to_datetime(message.next_run)),
+            last_fire_at=_shared_time(timestamp_to_datetime(message.last_run)),
+            created_at=shared(_required_time(message.created_at, "created_at")),
+            updated_at=shared(_required_time(message.updated_at, "updated_at")),
             revision=revision,
         )
 
