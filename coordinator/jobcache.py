@@ -31,6 +31,8 @@ class JobCache:
         self._jobs: dict[str, Job] = {}
         self._listeners: list[JobListener] = []
         self._dependants: dict[str, set[str]] = {}
+        # Job ids by (created_at, id), rebuilt only after a job is added or removed.
+        self._creation_order: list[str] | None = None
         self.synced = asyncio.Event()
 
     def __len__(self) -> int:
@@ -41,6 +43,13 @@ class JobCache:
 
     def all(self) -> list[Job]:
         return list(self._jobs.values())
+
+    def in_creation_order(self) -> list[Job]:
+        """Return every cached job, oldest created first (ties by id)."""
+        if self._creation_order is None:
+            jobs = sorted(self._jobs.values(), key=lambda job: (job.created_at, job.id))
+            self._creation_order = [job.id for job in jobs]
+        return [self._jobs[job_id] for job_id in self._creation_order]
 
     def dependants_of(self, job_id: str) -> list[str]:
         """Return the ids of the cached jobs that list `job_id` in their dependencies, sorted."""
@@ -121,6 +130,8 @@ class JobCache:
 
     def _set(self, job_id: str, job: Job | None) -> None:
         previous = self._jobs.pop(job_id, None)
+        if (previous is None) != (job is None):
+            self._creation_order = None
         if previous is not None:
             for dependency in previous.spec.dependencies:
                 dependants = self._dependants.get(dependency, set())
