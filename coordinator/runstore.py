@@ -187,9 +187,9 @@ class RunStore:
     async def finish_many(self, ends: Sequence[AttemptEnd], jobs: Sequence[JobChange]) -> int:
         """Record several attempts' ends and their jobs' new status in one transaction.
 
-        Each run is written as `finish` writes it and its lease key deleted,
-        under a compare that the lease key still has the run's token; each job
-        is written under a compare on its mod revision. Return the revision.
+        Each run is written as `finish` writes it, and its lease key is
+        deleted under a compare that the key still has the run's token. Each
+        job is written under a compare on its mod revision. Return the revision.
         When any of those compares fails nothing is written and
         BatchConflictError is raised, so the caller writes each end alone
         with `finish` to learn which one conflicted. A failed fence raises
