@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 from taskscheduler.clock import Clock
@@ -39,20 +39,29 @@ class JobRepository:
         self._cache = cache
         self._clock = clock
 
+    # The batch operations (coordinator.bulk_jobs) write through the same parts.
+    @property
+    def store(self) -> etcd.Etcd:
+        return self._store
+
+    @property
+    def keys(self) -> KeyLayout:
+        return self._keys
+
+    @property
+    def cache(self) -> JobCache:
+        return self._cache
+
+    @property
+    def clock(self) -> Clock:
+        return self._clock
+
     async def create(self, draft: JobDraft) -> Job:
         spec = validate_job_spec(draft)
         job_id = ids.new_job_id()
-        await self._check_dependency_graph(job_id, spec.dependencies)
+        await self.check_dependency_graph(job_id, spec.dependencies)
         now = self._clock.now()
-        next_fire_at = first_fire_at(spec, now)
-        job = Job(
-            id=job_id,
-            spec=spec,
-            status=idle_status(spec, next_fire_at),
-            next_fire_at=next_fire_at,
-            created_at=now,
-            updated_at=now,
-        )
+        job = new_job(job_id, spec, now, first_fire_at(spec, now))
         key = self._keys.job(job.id)
         result = await self._store.txn([etcd.absent(key)], [etcd.put(key, codec.encode_job(job))])
         if not result.succeeded:
@@ -71,19 +80,20 @@ class JobRepository:
     def list(
         self, *, status: JobStatus | None, priority: Priority | None, page: Page
     ) -> tuple[list[Job], int]:
-        jobs = [
-            job
-            for job in self._cache.all()
-            if (status is None or job.status is status)
-            and (priority is None or job.spec.priority is priority)
-        ]
-        jobs.sort(key=lambda job: (job.created_at, job.id))
+        jobs = self._cache.in_creation_order()
+        if status is not None or priority is not None:
+            jobs = [
+                job
+                for job in jobs
+                if (status is None or job.status is status)
+                and (priority is None or job.spec.priority is priority)
+            ]
         return jobs[page.offset : page.offset + page.limit], len(jobs)
 
     async def update(self, job_id: str, draft: JobDraft, paths: Sequence[str]) -> Job:
         current = await self.get(job_id)
         proposed = validate_job_spec(apply_update(current.spec, draft, paths))
-        await self._check_dependency_graph(job_id, proposed.dependencies)
+        await self.check_dependency_graph(job_id, proposed.dependencies)
 
         def change(job: Job) -> Job:
             spec = validate_job_spec(apply_update(job.spec, draft, paths))
@@ -94,24 +104,13 @@ class JobRepository:
         return job
 
     async def pause(self, job_id: str) -> Job:
-        def change(job: Job) -> Job:
-            return dataclasses.replace(job, status=JobStatus.PAUSED)
-
-        job = await self._rewrite(job_id, change)
+        job = await self._rewrite(job_id, paused)
         log.info("job paused", job_id=job_id)
         return job
 
     async def resume(self, job_id: str) -> Job:
         def change(job: Job) -> Job:
-            if not job.paused:
-                return job
-            next_fire_at = job.next_fire_at
-            if next_fire_at is None and job.last_fire_at is None:
-                next_fire_at = first_fire_at(job.spec, self._clock.now())
-            # Otherwise next_fire_at still names the first slot missed while paused,
-            # and the leader applies the job's misfire policy to the missed slots.
-            status = idle_status(job.spec, next_fire_at)
-            return dataclasses.replace(job, status=status, next_fire_at=next_fire_at)
+            return resumed(job, self._clock.now())
 
         job = await self._rewrite(job_id, change)
         log.info("job resumed", job_id=job_id, next_fire_at=_iso(job.next_fire_at))
@@ -129,18 +128,9 @@ class JobRepository:
         # replica a moment earlier can slip through; its runs then wait forever.
         dependants = self._cache.dependants_of(job_id)
         if dependants:
-            raise FailedPreconditionError(
-                f"job {job_id} cannot be deleted because these jobs depend on it: "
-                f"{', '.join(dependants)}. Remove it from their dependencies or delete them first",
-                field="jobId",
-            )
+            raise dependants_error(job_id, dependants)
         key = self._keys.job(job_id)
-        ops = [
-            etcd.delete(key),
-            etcd.delete_prefix(self._keys.runs_of(job_id)),
-            etcd.delete_prefix(self._keys.leases_of(job_id)),
-        ]
-        result = await self._store.txn([etcd.exists(key)], ops)
+        result = await self._store.txn([etcd.exists(key)], delete_ops(self._keys, job_id))
         if not result.succeeded:
             raise NotFoundError("job", job_id, field="jobId")
         self._cache.forget(job_id)
@@ -180,21 +170,23 @@ class JobRepository:
                 counts[codec.decode_run(kv.key, kv.value, kv.mod_revision).status.value] += 1
         return counts
 
-    async def _check_dependency_graph(self, job_id: str, dependencies: Sequence[str]) -> None:
+    async def check_dependency_graph(self, job_id: str, dependencies: Sequence[str]) -> None:
         """Check the dependencies against every stored job; InvalidArgumentError if they fail.
 
         The graph comes from this replica's cache, and an id missing there is read from
-        etcd before it counts as unknown, in case the cache has not seen it yet.
+        etcd before it counts as unknown, in case the cache has not seen it yet. The
+        check visits only the jobs reachable from `dependencies`, so its cost does not
+        grow with the number of stored jobs.
         """
         if not dependencies:
             return
-        graph = self._cache.dependency_graph()
+        graph = _CachedGraph(self._cache)
         for dependency in dependencies:
             if dependency in graph or dependency == job_id:
                 continue
             kv = await self._store.get(self._keys.job(dependency))
             if kv is not None:
-                graph[dependency] = codec.decode_job(
+                graph.read_from_etcd[dependency] = codec.decode_job(
                     kv.key, kv.value, kv.mod_revision
                 ).spec.dependencies
         # NOTE: two concurrent updates can each pass this check and together close a cycle,
@@ -231,6 +223,80 @@ class JobRepository:
         if status in (JobStatus.SCHEDULED, JobStatus.COMPLETED, JobStatus.FAILED):
             status = idle_status(spec, next_fire_at)
         return dataclasses.replace(changed, next_fire_at=next_fire_at, status=status)
+
+
+class _CachedGraph(Mapping[str, Sequence[str]]):
+    """Job id to dependencies, looked up in the job cache on demand instead of copied.
+
+    `read_from_etcd` contains jobs the cache has not seen yet and takes precedence.
+    """
+
+    def __init__(self, cache: JobCache) -> None:
+        self._cache = cache
+        self.read_from_etcd: dict[str, Sequence[str]] = {}
+
+    def __getitem__(self, job_id: str) -> Sequence[str]:
+        if job_id in self.read_from_etcd:
+            return self.read_from_etcd[job_id]
+        job = self._cache.get(job_id)
+        if job is None:
+            raise KeyError(job_id)
+        return job.spec.dependencies
+
+    def __iter__(self) -> Iterator[str]:
+        cached = (job.id for job in self._cache.all() if job.id not in self.read_from_etcd)
+        yield from self.read_from_etcd
+        yield from cached
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+def new_job(job_id: str, spec: JobSpec, now: datetime, next_fire_at: datetime | None) -> Job:
+    """Return a job as created at `now`, before it is stored."""
+    return Job(
+        id=job_id,
+        spec=spec,
+        status=idle_status(spec, next_fire_at),
+        next_fire_at=next_fire_at,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def paused(job: Job) -> Job:
+    return dataclasses.replace(job, status=JobStatus.PAUSED)
+
+
+def resumed(job: Job, now: datetime) -> Job:
+    """Return the job resumed at `now`; a job that is not paused is returned unchanged."""
+    if not job.paused:
+        return job
+    next_fire_at = job.next_fire_at
+    if next_fire_at is None and job.last_fire_at is None:
+        next_fire_at = first_fire_at(job.spec, now)
+    # Otherwise next_fire_at still names the first slot missed while paused,
+    # and the leader applies the job's misfire policy to the missed slots.
+    status = idle_status(job.spec, next_fire_at)
+    return dataclasses.replace(job, status=status, next_fire_at=next_fire_at)
+
+
+def delete_ops(keys: KeyLayout, job_id: str) -> list[etcd.Op]:
+    """Return the operations that delete a job with its history and leases."""
+    return [
+        etcd.delete(keys.job(job_id)),
+        etcd.delete_prefix(keys.runs_of(job_id)),
+        etcd.delete_prefix(keys.leases_of(job_id)),
+    ]
+
+
+def dependants_error(job_id: str, dependants: Sequence[str]) -> FailedPreconditionError:
+    """Return the error that rejects deleting a job that `dependants` depend on."""
+    return FailedPreconditionError(
+        f"job {job_id} cannot be deleted because these jobs depend on it: "
+        f"{', '.join(dependants)}. Remove it from their dependencies or delete them first",
+        field="jobId",
+    )
 
 
 def first_fire_at(spec: JobSpec, now: datetime) -> datetime | None:
