@@ -117,6 +117,10 @@ class JobCache:
                 if event.deleted:
                     self.forget(job_id)
                     continue
+                current = self._jobs.get(job_id)
+                if current is not None and current.revision >= event.kv.mod_revision:
+                    # This replica wrote it and applied it already: skip the decoding.
+                    continue
                 job = self._decode(event.kv)
                 if job is not None:
                     self.apply(job)

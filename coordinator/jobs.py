@@ -18,6 +18,7 @@ from taskscheduler.clock import Clock
 from taskscheduler.coordinator import codec, etcd, ids
 from taskscheduler.coordinator.codec import JobDraft
 from taskscheduler.coordinator.dependencies import check_dependency_graph
+from taskscheduler.coordinator.interning import shared
 from taskscheduler.coordinator.jobcache import JobCache
 from taskscheduler.coordinator.keys import KeyLayout
 from taskscheduler.coordinator.model import Job, JobSpec, JobStatus, JobType, Page, Priority, Run
@@ -258,9 +259,9 @@ def new_job(job_id: str, spec: JobSpec, now: datetime, next_fire_at: datetime | 
         id=job_id,
         spec=spec,
         status=idle_status(spec, next_fire_at),
-        next_fire_at=next_fire_at,
-        created_at=now,
-        updated_at=now,
+        next_fire_at=None if next_fire_at is None else shared(next_fire_at),
+        created_at=shared(now),
+        updated_at=shared(now),
     )
 
 

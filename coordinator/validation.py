@@ -8,17 +8,18 @@ value, and its message names the value, the rule and the fix.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import re
 import unicodedata
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
 from taskscheduler.coordinator.codec import JobDraft
+from taskscheduler.coordinator.interning import frozen_mapping, shared
 from taskscheduler.coordinator.model import (
     DEFAULT_DEPENDENCY_WAIT_S,
     MAX_DEPENDENCY_WAIT_S,
@@ -52,6 +53,13 @@ HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 # run time, so creation rejects it first.
 SHELL_PAYLOAD_KEYS = ("command", "env", "cwd")
 HTTP_PAYLOAD_KEYS = ("method", "url", "headers", "body", "expectStatus")
+
+# Parsed schedules are immutable, and a bulk create repeats a few expressions many times.
+_parse_cached = functools.lru_cache(maxsize=4096)(
+    lambda schedule, one_time, timezone: parse_schedule(
+        schedule, one_time=one_time, timezone=timezone
+    )
+)
 
 # Maximum length of a client value quoted in an error message.
 _MAX_SHOWN_CHARS = 80
@@ -92,12 +100,12 @@ def validate_job_spec(draft: JobDraft) -> JobSpec:
         name=draft.name,
         description=draft.description,
         type=job_type,
-        schedule=schedule,
-        timezone=timezone,
+        schedule=shared(schedule),
+        timezone=shared(timezone),
         priority=priority,
-        executor=draft.executor,
-        payload=MappingProxyType(dict(draft.payload)),
-        retry_policy=draft.retry_policy,
+        executor=shared(draft.executor),
+        payload=frozen_mapping(draft.payload),
+        retry_policy=shared(draft.retry_policy),
         timeout_s=draft.timeout_s,
         dependencies=tuple(draft.dependencies),
         misfire_policy=options.misfire_policy,
@@ -106,7 +114,7 @@ def validate_job_spec(draft: JobDraft) -> JobSpec:
         jitter_s=options.jitter_s,
         start_at=options.start_at,
         end_at=options.end_at,
-        selector=MappingProxyType(dict(draft.selector)),
+        selector=frozen_mapping(draft.selector),
         dependency_wait_s=dependency_wait_s,
     )
 
@@ -156,7 +164,7 @@ def _check_schedule(
         raise InvalidArgumentError(
             "schedule", f"schedule is required for a {job_type.value} job. Give {example}"
         )
-    parsed = parse_schedule(schedule, one_time=job_type is JobType.ONE_TIME, timezone=timezone)
+    parsed = _parse_cached(schedule, job_type is JobType.ONE_TIME, timezone)
     if job_type is JobType.ONE_TIME:
         instant = parsed.next_fire_after(datetime.min.replace(tzinfo=UTC))
         # Stored times are protobuf Timestamps, where the epoch itself means "unset".
