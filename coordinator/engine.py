@@ -221,6 +221,8 @@ class Engine:
             runtime.state.reindex(job)
             return
         runtime.state.index.remove(job_id)
+        if job_id not in runtime.state.active_per_job:
+            return
         orphans = [run for run in runtime.state.active.values() if run.job_id == job_id]
         for run in orphans:
             runtime.state.untrack(run.id)
