@@ -87,12 +87,14 @@ class Agent:
             retry=self._tuning.retry,
             clock=self._clock,
             rng=self._rng,
+            on_settled=lambda: self._runner.report_settled(),
         )
         self._runner = AttemptRunner(
             registry=registry,
             max_concurrent=config.max_concurrent,
             clock=self._clock,
             on_finished=self._outbox.put,
+            unreported=self._outbox.__len__,
         )
 
     @property

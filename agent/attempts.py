@@ -1,10 +1,13 @@
 """Running attempts: execution slots, cancellation, and handing results on.
 
-The runner starts each assigned attempt as an asyncio task, frees its slot the
-moment the executor returns (not when the coordinator has the report), and
-passes the FinishedAttempt to `on_finished`. A revoked lease cancels its
-attempt and drops the result; an attempt still running at shutdown is
-cancelled and reported as FAILED.
+The runner starts each assigned attempt as an asyncio task and passes the
+FinishedAttempt to `on_finished` when the executor returns. An
+InlineExecutor's attempt (`noop`) runs to its end inside `start` instead,
+without a task. A finished attempt keeps its slot until the coordinator has
+accepted its report (the `unreported` count), so an agent that finishes runs
+faster than it can report them stops taking work instead of piling up
+reports. A revoked lease cancels its attempt and drops the result; an
+attempt still running at shutdown is cancelled and reported as FAILED.
 """
 
 from __future__ import annotations
@@ -71,7 +74,12 @@ class NoFreeSlotError(RuntimeError):
 
 
 class AttemptRunner:
-    """Runs at most `max_concurrent` attempts at once."""
+    """Holds at most `max_concurrent` attempts at once, running or waiting to be reported.
+
+    `unreported` returns how many finished attempts still wait for the
+    coordinator to accept their reports. The owner of those reports (the
+    outbox) calls `report_settled` each time one leaves.
+    """
 
     def __init__(
         self,
@@ -80,6 +88,7 @@ class AttemptRunner:
         max_concurrent: int,
         clock: Clock,
         on_finished: Callable[[FinishedAttempt], None],
+        unreported: Callable[[], int] = lambda: 0,
         timeout_margin_s: float = DEFAULT_TIMEOUT_MARGIN_S,
     ) -> None:
         self._registry = registry
@@ -87,12 +96,17 @@ class AttemptRunner:
         self._max_concurrent = max_concurrent
         self._clock = clock
         self._on_finished = on_finished
+        self._unreported = unreported
         self._running: dict[Lease, _RunningAttempt] = {}
         self._slot_freed = asyncio.Event()
 
     @property
     def free_slots(self) -> int:
-        return self._max_concurrent - len(self._running)
+        return self._max_concurrent - len(self._running) - self._unreported()
+
+    def report_settled(self) -> None:
+        """Free the slot of a finished attempt whose report was accepted or dropped."""
+        self._slot_freed.set()
 
     def leases(self) -> list[Lease]:
         return list(self._running)
@@ -120,19 +134,41 @@ class AttemptRunner:
                 fencing_token=context.fencing_token,
             )
             return
+        # getattr, because isinstance() against a Protocol costs tens of microseconds.
+        execute_inline = getattr(self._registry.get(context.executor), "execute_inline", None)
+        if execute_inline is not None:
+            self._execute_inline(lease, context, execute_inline)
+            return
         running = _RunningAttempt(context=context, started_at=self._clock.now())
         self._running[lease] = running
         running.task = asyncio.create_task(
             self._call_executor(context), name=f"attempt-{context.run_id}-{context.attempt}"
         )
         running.task.add_done_callback(functools.partial(self._task_done, lease, running))
-        _log.info(
+        # debug, like every per-run line of a success: at thousands of runs per
+        # second, info lines would cost more than the runs.
+        _log.debug(
             "attempt started",
             run_id=context.run_id,
             attempt=context.attempt,
             job_id=context.job_id,
             executor=context.executor,
         )
+
+    def _execute_inline(
+        self,
+        lease: Lease,
+        context: AttemptContext,
+        execute_inline: Callable[[AttemptContext], AttemptResult],
+    ) -> None:
+        # No task, no timeout and no slot: the attempt ends before this returns.
+        started_at = self._clock.now()
+        try:
+            result = execute_inline(context)
+        except Exception as error:
+            _log.exception("executor raised", run_id=context.run_id, attempt=context.attempt)
+            result = AttemptResult.failed(f"executor {context.executor!r} raised {error!r}")
+        self._finish(lease, context, started_at, result)
 
     def revoke(self, lease: Lease) -> bool:
         """Cancel the attempt under `lease` and drop its result; return whether it was running."""
@@ -170,11 +206,12 @@ class AttemptRunner:
         del self._running[lease]
         self._slot_freed.set()
         if not task.cancelled():
-            self._finish(lease, running, task.result())
+            result: AttemptResult | None = task.result()
         elif running.cancel_reason is _CancelReason.REVOKED:
-            self._finish(lease, running, None)
+            result = None
         else:
-            self._finish(lease, running, AttemptResult.failed(SHUTDOWN_ERROR))
+            result = AttemptResult.failed(SHUTDOWN_ERROR)
+        self._finish(lease, running.context, running.started_at, result)
 
     async def _call_executor(self, context: AttemptContext) -> AttemptResult:
         """Run the executor, turning any exception other than cancellation into a FAILED result."""
@@ -200,17 +237,28 @@ class AttemptRunner:
             _log.exception("executor raised", run_id=context.run_id, attempt=context.attempt)
             return AttemptResult.failed(f"executor {context.executor!r} raised {error!r}")
 
-    def _finish(self, lease: Lease, running: _RunningAttempt, result: AttemptResult | None) -> None:
-        context = running.context
-        log = _log.bind(run_id=context.run_id, attempt=context.attempt, job_id=context.job_id)
+    def _finish(
+        self,
+        lease: Lease,
+        context: AttemptContext,
+        started_at: datetime,
+        result: AttemptResult | None,
+    ) -> None:
         if result is None:
-            log.warning(
+            _log.warning(
                 "lease revoked; attempt stopped and its result dropped",
+                run_id=context.run_id,
+                attempt=context.attempt,
+                job_id=context.job_id,
                 fencing_token=context.fencing_token,
             )
             return
-        log.info(
+        log_finished = _log.debug if result.outcome is AttemptOutcome.SUCCEEDED else _log.info
+        log_finished(
             "attempt finished",
+            run_id=context.run_id,
+            attempt=context.attempt,
+            job_id=context.job_id,
             outcome=result.outcome.value,
             exit_code=result.exit_code,
             error=result.error or None,
@@ -220,7 +268,7 @@ class AttemptRunner:
                 lease=lease,
                 job_id=context.job_id,
                 result=result,
-                started_at=running.started_at,
+                started_at=started_at,
                 completed_at=self._clock.now(),
             )
         )

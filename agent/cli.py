@@ -14,13 +14,15 @@ from typing import Any
 from taskscheduler.errors import InvalidArgumentError
 
 from .config import LOG_FORMATS, LOG_LEVELS, AgentConfig
+from .executors.handlers import HandlerSpec, parse_handler_spec
 
 PROG = "taskscheduler-agent"
 
 _DESCRIPTION = """\
 Pulls runs from the coordinators' leader, executes them with its executors
-(shell, http) and reports the results. Stops polling on SIGTERM or SIGINT,
-lets running attempts finish within --shutdown-grace-s, then exits 0.
+(shell, http, noop and the Python handlers given with --handler) and reports
+the results. Stops polling on SIGTERM or SIGINT, lets running attempts finish
+within --shutdown-grace-s, then exits 0.
 """
 
 
@@ -36,6 +38,10 @@ def _parse_labels(text: str) -> dict[str, str]:
             raise ValueError(f"{item!r} is not KEY=VALUE")
         labels[key.strip()] = value.strip()
     return labels
+
+
+def _parse_handlers(text: str) -> tuple[HandlerSpec, ...]:
+    return tuple(parse_handler_spec(item) for item in _split_list(text))
 
 
 def _parse_int(text: str) -> int:
@@ -58,14 +64,23 @@ class _Flag:
     parse: Callable[[str], Any]
     metavar: str
     help: str
+    # A repeatable flag's values are joined with commas before `parse`.
+    repeatable: bool = False
+    # The AgentConfig field and the variable, when not derived from `name`.
+    config_field: str = ""
+    env_variable: str = ""
 
     @property
     def attribute(self) -> str:
         return self.name.removeprefix("--").replace("-", "_")
 
     @property
+    def field(self) -> str:
+        return self.config_field or self.attribute
+
+    @property
     def env(self) -> str:
-        return "TASKSCHEDULER_" + self.attribute.upper()
+        return self.env_variable or "TASKSCHEDULER_" + self.attribute.upper()
 
 
 _FLAGS = (
@@ -79,13 +94,26 @@ _FLAGS = (
         "--capabilities",
         _split_list,
         "NAME[,NAME...]",
-        "executors this agent runs (default: shell,http)",
+        "executors this agent runs (default: shell,http,noop); noop and every --handler "
+        "name are added even when not listed",
+    ),
+    _Flag(
+        "--handler",
+        _parse_handlers,
+        "NAME=MODULE:FUNCTION",
+        "register a Python function as executor NAME, for jobs with executor NAME; the "
+        "module is imported at start from the working directory or PYTHONPATH; repeat the "
+        "flag for more handlers, or separate them with commas (default: none)",
+        repeatable=True,
+        config_field="handlers",
+        env_variable="TASKSCHEDULER_HANDLERS",
     ),
     _Flag(
         "--max-concurrent",
         _parse_int,
         "N",
-        "maximum number of attempts executed at once (default: 4)",
+        "maximum number of attempts held at once, running or waiting for the coordinator "
+        "to accept their reports (default: 4)",
     ),
     _Flag(
         "--worker-id",
@@ -148,9 +176,18 @@ def build_parser() -> argparse.ArgumentParser:
             flag.name,
             metavar=flag.metavar,
             default=None,
+            action="append" if flag.repeatable else "store",
             help=f"{flag.help}; env {flag.env}",
         )
     return parser
+
+
+def _parse_flag(flag: _Flag, raw: str, from_env: Mapping[str, str]) -> Any:
+    try:
+        return flag.parse(raw)
+    except ValueError as error:
+        source = f" (from {flag.env})" if flag.name in from_env else ""
+        raise InvalidArgumentError(flag.name, f"invalid {flag.name}{source}: {error}") from None
 
 
 def parse_config(argv: Sequence[str], environ: Mapping[str, str]) -> AgentConfig:
@@ -168,16 +205,13 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str]) -> AgentConfig
     from_env: dict[str, str] = {}
     for flag in _FLAGS:
         raw = given[flag.attribute]
+        if isinstance(raw, list):
+            raw = ",".join(raw)
         if raw is None and flag.env in environ:
             raw = environ[flag.env]
             from_env[flag.name] = flag.env
-        if raw is None:
-            continue
-        try:
-            values[flag.attribute] = flag.parse(raw)
-        except ValueError as error:
-            source = f" (from {flag.env})" if flag.name in from_env else ""
-            raise InvalidArgumentError(flag.name, f"invalid {flag.name}{source}: {error}") from None
+        if raw is not None:
+            values[flag.field] = _parse_flag(flag, raw, from_env)
 
     if "coordinators" not in values:
         raise InvalidArgumentError(

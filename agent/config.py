@@ -16,13 +16,16 @@ from types import MappingProxyType
 
 from taskscheduler.errors import InvalidArgumentError
 
+from .executors.base import EXECUTOR_NAME
+from .executors.handlers import HandlerSpec, check_handler_name
+from .executors.noop import NOOP_EXECUTOR
+
 MAX_CONCURRENT_LIMIT = 1024
 MAX_POLL_WAIT_S = 300.0
 LOG_FORMATS = ("json", "console")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 _WORKER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
-_CAPABILITY = re.compile(r"^[a-z][a-z0-9_.-]{0,62}$")
 _LABEL_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$")
 _MAX_LABEL_VALUE_CHARS = 256
 
@@ -40,8 +43,11 @@ class AgentConfig:
     # HOST:PORT of every coordinator replica; the agent finds the leader among them.
     coordinators: tuple[str, ...]
     worker_id: str = field(default_factory=default_worker_id)
-    # Executor names this agent accepts assignments for.
-    capabilities: tuple[str, ...] = ("shell", "http")
+    # Executor names this agent accepts assignments for. After construction
+    # it also lists `noop` and every handler's name, whatever was given.
+    capabilities: tuple[str, ...] = ("shell", "http", NOOP_EXECUTOR)
+    # Python handlers to import at start, each registered as an executor.
+    handlers: tuple[HandlerSpec, ...] = ()
     max_concurrent: int = 4
     labels: Mapping[str, str] = field(default_factory=dict)
     # How long one PollWork call waits for work before returning empty.
@@ -54,9 +60,15 @@ class AgentConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "coordinators", tuple(self.coordinators))
         object.__setattr__(self, "capabilities", tuple(self.capabilities))
+        object.__setattr__(self, "handlers", tuple(self.handlers))
         object.__setattr__(self, "labels", MappingProxyType(dict(self.labels)))
         _check_coordinators(self.coordinators)
         _check_capabilities(self.capabilities)
+        _check_handlers(self.handlers)
+        # The coordinator routes a job only to agents that list its executor.
+        built_in_and_handlers = (NOOP_EXECUTOR, *(handler.name for handler in self.handlers))
+        merged = tuple(dict.fromkeys((*self.capabilities, *built_in_and_handlers)))
+        object.__setattr__(self, "capabilities", merged)
         _check_worker_id(self.worker_id)
         _check_labels(self.labels)
         _check_numbers(self)
@@ -96,7 +108,7 @@ def _check_capabilities(capabilities: tuple[str, ...]) -> None:
             "--capabilities", "--capabilities must name at least one executor, such as shell"
         )
     for name in capabilities:
-        if not _CAPABILITY.match(name):
+        if not EXECUTOR_NAME.match(name):
             raise InvalidArgumentError(
                 "--capabilities",
                 f"invalid --capabilities entry {name!r}: use lowercase letters, digits, "
@@ -104,6 +116,22 @@ def _check_capabilities(capabilities: tuple[str, ...]) -> None:
             )
     if len(set(capabilities)) != len(capabilities):
         raise InvalidArgumentError("--capabilities", "--capabilities lists an executor twice")
+
+
+def _check_handlers(handlers: tuple[HandlerSpec, ...]) -> None:
+    seen: set[str] = set()
+    for handler in handlers:
+        try:
+            check_handler_name(handler.name)
+        except ValueError as error:
+            raise InvalidArgumentError("--handler", f"invalid --handler: {error}") from None
+        if handler.name in seen:
+            raise InvalidArgumentError(
+                "--handler",
+                f"invalid --handler: {handler.name!r} is registered twice; "
+                "give each handler its own name",
+            )
+        seen.add(handler.name)
 
 
 def _check_worker_id(worker_id: str) -> None:

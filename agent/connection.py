@@ -94,6 +94,7 @@ class CoordinatorClient:
         self._clock = clock
         self._rng = rng or random.Random()
         self._channels: dict[str, grpc.aio.Channel] = {}
+        self._stubs: dict[str, workers_pb2_grpc.WorkerServiceStub] = {}
 
     @property
     def current_address(self) -> str:
@@ -142,15 +143,17 @@ class CoordinatorClient:
             await self._clock.sleep(delay_s)
 
     async def _invoke(self, address: str, method: str, request: Message, timeout_s: float) -> Any:
-        stub = workers_pb2_grpc.WorkerServiceStub(self._channel(address))
-        return await getattr(stub, method)(request, timeout=timeout_s)
+        return await getattr(self._stub(address), method)(request, timeout=timeout_s)
 
-    def _channel(self, address: str) -> grpc.aio.Channel:
-        channel = self._channels.get(address)
-        if channel is None:
+    def _stub(self, address: str) -> workers_pb2_grpc.WorkerServiceStub:
+        # One stub per channel: building one creates a callable for every method.
+        stub = self._stubs.get(address)
+        if stub is None:
             channel = grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS)
             self._channels[address] = channel
-        return channel
+            stub = workers_pb2_grpc.WorkerServiceStub(channel)
+            self._stubs[address] = stub
+        return stub
 
     @staticmethod
     def _leader_to_follow(error: grpc.aio.AioRpcError) -> str:
@@ -195,3 +198,4 @@ class CoordinatorClient:
         for channel in self._channels.values():
             await channel.close()
         self._channels.clear()
+        self._stubs.clear()

@@ -15,6 +15,7 @@ from .agent import Agent, AgentCrashedError
 from .cli import PROG, parse_config
 from .config import AgentConfig
 from .executors import ExecutorRegistry, default_registry
+from .executors.handlers import import_handler
 
 EXIT_OK = 0
 EXIT_CRASHED = 1
@@ -23,9 +24,9 @@ EXIT_USAGE = 2
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the agent; return 0 after a clean stop, 1 after a crash, 2 for bad flags."""
-    registry = default_registry()
     try:
         config = parse_config(sys.argv[1:] if argv is None else argv, os.environ)
+        registry = build_registry(config)
         check_capabilities(config, registry)
     except InvalidArgumentError as error:
         print(f"{PROG}: error: {error.message}", file=sys.stderr)
@@ -38,6 +39,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         logs.get_logger(__name__).error("agent exited after a failure", error=str(error))
         return EXIT_CRASHED
     return EXIT_OK
+
+
+def build_registry(config: AgentConfig) -> ExecutorRegistry:
+    """Import every --handler and return the registry of all executors.
+
+    Raises InvalidArgumentError for --handler when a handler cannot be imported.
+    """
+    handlers = {spec.name: import_handler(spec) for spec in config.handlers}
+    return default_registry(handlers=handlers, max_handler_threads=config.max_concurrent)
 
 
 def check_capabilities(config: AgentConfig, registry: ExecutorRegistry) -> None:

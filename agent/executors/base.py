@@ -18,7 +18,8 @@ from typing import Any, Protocol
 
 from taskscheduler.errors import AlreadyExistsError, InvalidArgumentError
 
-_EXECUTOR_NAME = re.compile(r"^[a-z][a-z0-9_.-]{0,62}$")
+# The coordinator's rule for a job's `executor` field: 1 to 64 characters.
+EXECUTOR_NAME = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
 
 
 class AttemptOutcome(enum.StrEnum):
@@ -46,12 +47,17 @@ class AttemptContext:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AttemptResult:
-    """The end of an attempt: outcome, exit code, output (at most the last 64 KiB, UTF-8), error."""
+    """The end of an attempt: outcome, exit code, output (at most the last 64 KiB, UTF-8), error.
+
+    `result` is the JSON data a Python handler returned (dicts, lists, str,
+    int, float, bool, None), or None when the attempt has no result.
+    """
 
     outcome: AttemptOutcome
     exit_code: int = 0
     output: str = ""
     error: str = ""
+    result: Any = None
 
     @classmethod
     def failed(cls, error: str, *, exit_code: int = 0, output: str = "") -> AttemptResult:
@@ -68,11 +74,21 @@ class Executor(Protocol):
         ...
 
 
-class ExecutorRegistry:
-    """Executors by the name a job's `executor` field uses, such as `shell` or `http`.
+class InlineExecutor(Protocol):
+    """An executor whose attempts end without waiting for anything, such as `noop`.
 
-    Python handlers join later the same way: wrap the handler in an object with
-    `execute` and register it under its name.
+    The runner calls `execute_inline`, when an executor has it, in place of
+    starting a task, so such an attempt takes no execution slot, has no
+    timeout and cannot be cancelled.
+    """
+
+    def execute_inline(self, attempt: AttemptContext) -> AttemptResult: ...
+
+
+class ExecutorRegistry:
+    """Executors by the name a job's `executor` field uses, such as `shell`, `http` or `noop`.
+
+    A Python handler is registered the same way, wrapped in a PythonHandlerExecutor.
     """
 
     def __init__(self) -> None:
@@ -80,10 +96,10 @@ class ExecutorRegistry:
 
     def register(self, name: str, executor: Executor) -> None:
         """Add `executor` under `name`; a taken or malformed name raises."""
-        if not _EXECUTOR_NAME.match(name):
+        if not EXECUTOR_NAME.match(name):
             raise InvalidArgumentError(
                 "executor",
-                f"executor name {name!r} is invalid; use 1-63 lowercase letters, digits, "
+                f"executor name {name!r} is invalid; use 1-64 lowercase letters, digits, "
                 "'_', '.' or '-', starting with a letter",
             )
         if name in self._executors:

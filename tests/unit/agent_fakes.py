@@ -2,7 +2,9 @@
 
 It records every request, hands out queued assignments on PollWork (a real
 long-poll that honours wait_timeout_ms), revokes chosen leases on the
-next heartbeat, and can fail calls with chosen status codes.
+next heartbeat, and can fail calls with chosen status codes. CompleteAttempts
+returns UNIMPLEMENTED, as a coordinator without it does, unless
+`batch_completions` is set.
 """
 
 from __future__ import annotations
@@ -28,9 +30,15 @@ class FakeWorkerService(workers_pb2_grpc.WorkerServiceServicer):
         self.polls: list[workers_pb2.PollWorkRequest] = []
         # Run ids handed out by each PollWork response, in order.
         self.poll_results: list[list[str]] = []
-        # Every CompleteAttempt call, and the ones this fake accepted.
+        # Every report sent, alone or in a batch, and the ones this fake accepted.
         self.completion_calls: list[workers_pb2.CompleteAttemptRequest] = []
         self.completions: list[workers_pb2.CompleteAttemptRequest] = []
+        # Whether CompleteAttempts is served, and the batches it received.
+        self.batch_completions = False
+        self.batch_calls: list[workers_pb2.CompleteAttemptsRequest] = []
+        # Completion calls wait while this is clear.
+        self.completions_open = asyncio.Event()
+        self.completions_open.set()
         self.deregistrations: list[str] = []
         # Status codes the next CompleteAttempt calls fail with, one per call.
         self.completion_failures: deque[grpc.StatusCode] = deque()
@@ -111,12 +119,40 @@ class FakeWorkerService(workers_pb2_grpc.WorkerServiceServicer):
 
     async def CompleteAttempt(self, request: Any, context: Any) -> Any:
         await self._reject_if_follower(context)
+        await self.completions_open.wait()
         self.completion_calls.append(request)
         if self.completion_failures:
             code = self.completion_failures.popleft()
             await context.abort(code, f"scripted {code.name}")
         self.completions.append(request)
         return workers_pb2.CompleteAttemptResponse(run_status=types_pb2.RUN_STATUS_COMPLETED)
+
+    async def CompleteAttempts(self, request: Any, context: Any) -> Any:
+        await self._reject_if_follower(context)
+        if not self.batch_completions:
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Method not found!")
+        await self.completions_open.wait()
+        self.batch_calls.append(request)
+        results = []
+        for report in request.reports:
+            self.completion_calls.append(report)
+            if self.completion_failures:
+                code = self.completion_failures.popleft()
+                results.append(
+                    workers_pb2.CompleteAttemptResult(
+                        run_id=report.lease.run_id,
+                        error_code=code.name,
+                        error_message=f"scripted {code.name}",
+                    )
+                )
+                continue
+            self.completions.append(report)
+            results.append(
+                workers_pb2.CompleteAttemptResult(
+                    run_id=report.lease.run_id, run_status=types_pb2.RUN_STATUS_COMPLETED
+                )
+            )
+        return workers_pb2.CompleteAttemptsResponse(results=results)
 
     async def DeregisterWorker(self, request: Any, context: Any) -> Any:
         await self._reject_if_follower(context)

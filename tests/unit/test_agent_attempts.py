@@ -191,3 +191,69 @@ async def test_runner_ignores_repeated_assignment() -> None:
 
     assert harness.runner.free_slots == 1
     assert harness.runner.leases() == [Lease("run-twice", 1, 9)]
+
+
+class InlineRecorder:
+    """An InlineExecutor that records its calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def execute_inline(self, attempt: AttemptContext) -> AttemptResult:
+        self.calls.append(attempt.run_id)
+        return AttemptResult(outcome=AttemptOutcome.SUCCEEDED, output="inline")
+
+    async def execute(self, attempt: AttemptContext) -> AttemptResult:
+        raise AssertionError("the runner must call execute_inline")
+
+
+async def test_runner_inline_executor_finishes_in_start() -> None:
+    clock = FakeClock()
+    recorder = InlineRecorder()
+    registry = ExecutorRegistry()
+    registry.register("inline", recorder)
+    finished: list[FinishedAttempt] = []
+    runner = AttemptRunner(
+        registry=registry, max_concurrent=1, clock=clock, on_finished=finished.append
+    )
+    context = AttemptContext(
+        run_id="run-i",
+        job_id="job-1",
+        job_name="job",
+        attempt=1,
+        fencing_token=3,
+        executor="inline",
+    )
+
+    runner.start(context)
+
+    assert recorder.calls == ["run-i"]
+    (result,) = finished
+    assert result.lease == Lease("run-i", 1, 3)
+    assert result.result == AttemptResult(outcome=AttemptOutcome.SUCCEEDED, output="inline")
+    assert result.started_at == result.completed_at == clock.now()
+    assert runner.leases() == []
+    assert runner.free_slots == 1
+
+
+async def test_runner_unreported_attempts_hold_slots() -> None:
+    unreported = [0]
+    registry = ExecutorRegistry()
+    registry.register("gated", GatedExecutor())
+    runner = AttemptRunner(
+        registry=registry,
+        max_concurrent=2,
+        clock=FakeClock(),
+        on_finished=lambda _: None,
+        unreported=lambda: unreported[0],
+    )
+
+    unreported[0] = 2
+    assert runner.free_slots == 0
+    waiter = asyncio.create_task(runner.wait_for_free_slots())
+    await asyncio.sleep(0)
+    assert not waiter.done()
+
+    unreported[0] = 1
+    runner.report_settled()
+    assert await asyncio.wait_for(waiter, timeout=5) == 1

@@ -19,7 +19,8 @@ def test_config_defaults() -> None:
     config = parse_config(REQUIRED, {})
 
     assert config.coordinators == ("127.0.0.1:7000",)
-    assert config.capabilities == ("shell", "http")
+    assert config.capabilities == ("shell", "http", "noop")
+    assert config.handlers == ()
     assert config.max_concurrent == 4
     assert config.worker_id == default_worker_id()
     assert dict(config.labels) == {}
@@ -39,7 +40,7 @@ FLAG_CASES = [
         "coordinators",
         ("10.0.0.1:7000", "10.0.0.2:7000", "[::1]:7001"),
     ),
-    (["--capabilities", "shell"], "capabilities", ("shell",)),
+    (["--capabilities", "shell"], "capabilities", ("shell", "noop")),
     (["--max-concurrent", "16"], "max_concurrent", 16),
     (["--worker-id", "host-a.1"], "worker_id", "host-a.1"),
     (["--labels", "zone=eu-1, gpu=true"], "labels", {"zone": "eu-1", "gpu": "true"}),
@@ -60,7 +61,7 @@ def test_config_from_flags(flags: list[str], attribute: str, expected: Any) -> N
 
 ENV_CASES = [
     ("TASKSCHEDULER_COORDINATORS", "a:1,b:2", "coordinators", ("a:1", "b:2")),
-    ("TASKSCHEDULER_CAPABILITIES", "http", "capabilities", ("http",)),
+    ("TASKSCHEDULER_CAPABILITIES", "http", "capabilities", ("http", "noop")),
     ("TASKSCHEDULER_MAX_CONCURRENT", "8", "max_concurrent", 8),
     ("TASKSCHEDULER_WORKER_ID", "env-worker", "worker_id", "env-worker"),
     ("TASKSCHEDULER_LABELS", "rack=r7", "labels", {"rack": "r7"}),
@@ -254,7 +255,7 @@ MAIN_ERRORS = [
     (
         ["--coordinators", "127.0.0.1:7000", "--capabilities", "shell,python"],
         "taskscheduler-agent: error: invalid --capabilities: no executor named 'python'; "
-        "this agent has http, shell\n",
+        "this agent has http, noop, shell\n",
     ),
     (
         ["--max-concurrent"],

@@ -102,7 +102,7 @@ async def test_agent_scenario_complete_revoke_retry(tmp_path: Path) -> None:
             registration = service.registrations[0]
             assert registration.worker_id == WORKER_ID
             assert registration.hostname == socket.gethostname()
-            assert list(registration.capabilities) == ["shell", "http"]
+            assert list(registration.capabilities) == ["shell", "http", "noop"]
             assert dict(registration.labels) == {"zone": "test"}
             assert registration.max_concurrent == 4
             assert registration.version == taskscheduler.__version__
@@ -196,7 +196,9 @@ async def test_agent_reports_unknown_executor() -> None:
 
     (report,) = service.completions
     assert report.outcome == types_pb2.ATTEMPT_OUTCOME_FAILED
-    assert report.error == "executor 'python' is not available on this agent; it has: http, shell"
+    assert report.error == (
+        "executor 'python' is not available on this agent; it has: http, noop, shell"
+    )
 
 
 async def test_agent_drops_stale_completion() -> None:
