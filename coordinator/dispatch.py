@@ -94,7 +94,7 @@ class Dispatcher:
         worker = self._workers.get(worker_id)
         deadline = self._clock.monotonic() + wait_s
         while True:
-            held = len(self._state.leases.held_by(worker_id))
+            held = self._state.leases.count_held_by(worker_id)
             free = min(max_assignments, worker.max_concurrent - held, MAX_ASSIGNMENTS_PER_POLL)
             if free > 0:
                 if self._loader is not None:

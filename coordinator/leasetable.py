@@ -24,6 +24,7 @@ class LeaseTable:
     def __init__(self, ttl_s: float) -> None:
         self.ttl_s = ttl_s
         self._leases: dict[str, ActiveLease] = {}
+        self._by_worker: dict[str, set[str]] = {}
 
     def __len__(self) -> int:
         return len(self._leases)
@@ -32,10 +33,19 @@ class LeaseTable:
         return self._leases.get(run_id)
 
     def grant(self, run_id: str, worker_id: str, attempt: int, token: int, now: float) -> None:
+        self.release(run_id)
         self._leases[run_id] = ActiveLease(run_id, worker_id, attempt, token, now + self.ttl_s)
+        self._by_worker.setdefault(worker_id, set()).add(run_id)
 
     def release(self, run_id: str) -> ActiveLease | None:
-        return self._leases.pop(run_id, None)
+        lease = self._leases.pop(run_id, None)
+        if lease is not None:
+            held = self._by_worker.get(lease.worker_id)
+            if held is not None:
+                held.discard(run_id)
+                if not held:
+                    del self._by_worker[lease.worker_id]
+        return lease
 
     def is_current(self, run_id: str, attempt: int, token: int) -> bool:
         lease = self._leases.get(run_id)
@@ -52,7 +62,10 @@ class LeaseTable:
         return True
 
     def held_by(self, worker_id: str) -> list[ActiveLease]:
-        return [lease for lease in self._leases.values() if lease.worker_id == worker_id]
+        return [self._leases[run_id] for run_id in self._by_worker.get(worker_id, ())]
+
+    def count_held_by(self, worker_id: str) -> int:
+        return len(self._by_worker.get(worker_id, ()))
 
     def expired(self, now: float) -> list[ActiveLease]:
         """Return the leases whose deadline has passed, leaving them in the table."""
