@@ -30,6 +30,7 @@ class CoordinatorConfig:
     log_format: str
     priority_aging_s: float = 300.0
     max_queued_in_memory: int = 10_000
+    history_prune_interval_s: float = 30.0
 
     def __post_init__(self) -> None:
         for name, value in (("--listen", self.listen), ("--advertise", self.advertise)):
@@ -53,6 +54,8 @@ class CoordinatorConfig:
             raise ValueError("--priority-aging-s must be 0 (no aging) or a positive number")
         if self.max_queued_in_memory < 1:
             raise ValueError("--max-queued-in-memory must be at least 1")
+        if self.history_prune_interval_s <= 0:
+            raise ValueError("--history-prune-interval-s must be a positive number of seconds")
 
 
 def _check_host_port(flag: str, value: str) -> None:
@@ -101,6 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
             "HISTORY_MAX_AGE_S",
             "604800",
             "age after which runs are deleted, seconds",
+        ),
+        (
+            "--history-prune-interval-s",
+            "HISTORY_PRUNE_INTERVAL_S",
+            "30",
+            "how often the leader deletes runs past those limits, seconds",
         ),
         (
             "--etcd-connect-timeout-s",
@@ -157,6 +166,9 @@ def parse_config(argv: Sequence[str] | None = None) -> CoordinatorConfig:
         log_format=args.log_format,
         priority_aging_s=_number(float, "--priority-aging-s", args.priority_aging_s),
         max_queued_in_memory=_number(int, "--max-queued-in-memory", args.max_queued_in_memory),
+        history_prune_interval_s=_number(
+            float, "--history-prune-interval-s", args.history_prune_interval_s
+        ),
     )
 
 

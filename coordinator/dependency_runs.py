@@ -171,6 +171,7 @@ class DependencyTrigger:
             self._cache.apply(dataclasses.replace(job_after, revision=revision))
             run = dataclasses.replace(run, revision=revision)
             if run.status.is_final:
+                self._state.note_new_run(run.job_id)
                 self._stats.record_finish(run, self._clock.now())
             else:
                 self._state.queue(run)

@@ -56,6 +56,7 @@ class EngineSettings:
     history_max_age: timedelta
     priority_aging_s: float = 300.0
     max_queued_in_memory: int = 10_000
+    history_prune_interval_s: float = 30.0
 
 
 @dataclass
@@ -159,6 +160,7 @@ class Engine:
             max_runs=self._settings.history_max_runs,
             max_age=self._settings.history_max_age,
             fence=self._election.fence_compare,
+            interval_s=self._settings.history_prune_interval_s,
         )
         loops: dict[str, Callable[[], Awaitable[None]]] = {
             "firing": firer.run,

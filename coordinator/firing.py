@@ -202,6 +202,7 @@ class Firer:
             run = dataclasses.replace(run, revision=revision)
             if run.status.is_final:
                 log.info("slot skipped", job_id=run.job_id, run_id=run.id, reason=run.error)
+                self._state.note_new_run(run.job_id)
                 self._stats.record_finish(run, self._clock.now())
                 continue
             self._stats.count("runs_fired")

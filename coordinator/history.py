@@ -1,13 +1,21 @@
 """Bounded run history: a per-job cap on kept runs and a maximum age.
 
 etcd keeps every revision until compacted and has a size quota, so run
-records cannot pile up. The leader sweeps every job on an interval. Run
-keys sort by fire time within a job, so both limits are range deletes of a
-job's oldest keys; runs still queued or running are never deleted.
+records cannot pile up. Run keys sort by fire time within a job, so both
+limits delete a job's oldest keys; runs still queued or running are never
+deleted.
+
+Each pass, every `interval_s`, prunes the jobs that got new runs since the
+last pass (`LeaderState.jobs_with_new_runs`), which is where the cap can
+be exceeded, plus a slice of all jobs in turn, so that every job is
+checked against the age limit at least once per `age_sweep_s`. A job
+whose history is within both limits costs two small reads: the count of
+its runs and the key of its oldest run.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -21,6 +29,10 @@ from taskscheduler.errors import LostLeadershipError, RecordDecodeError
 from taskscheduler.logs import get_logger
 
 log = get_logger(__name__)
+
+# Oldest run records read per job and pass when some may be deleted.
+_READ_BATCH = 100
+_DELETES_PER_TXN = 100
 
 
 class HistoryPruner:
@@ -36,6 +48,7 @@ class HistoryPruner:
         max_age: timedelta,
         fence: Callable[[], etcd.Compare],
         interval_s: float = 30.0,
+        age_sweep_s: float = 3600.0,
     ) -> None:
         self._fence = fence
         self._store = store
@@ -46,6 +59,8 @@ class HistoryPruner:
         self._max_runs = max_runs
         self._max_age = max_age
         self._interval_s = interval_s
+        self._age_sweep_s = age_sweep_s
+        self._turn: list[str] = []
 
     async def run(self) -> None:
         while True:
@@ -53,21 +68,33 @@ class HistoryPruner:
             await self.sweep()
 
     async def sweep(self) -> int:
-        """Prune every job's history once; return how many run records were deleted."""
+        """Prune the jobs due this pass; return how many run records were deleted."""
         cutoff = self._clock.now() - self._max_age
+        due = self._state.take_jobs_with_new_runs() | set(self._next_slice())
         deleted = 0
-        for job in self._cache.all():
-            deleted += await self._prune_job(job.id, cutoff)
+        for job_id in sorted(due):
+            deleted += await self._prune_job(job_id, cutoff)
         if deleted:
-            log.info("run history pruned", deleted=deleted)
+            log.info("run history pruned", deleted=deleted, jobs_checked=len(due))
         return deleted
+
+    def _next_slice(self) -> list[str]:
+        """Return the next jobs of the round over all jobs that checks the age limit."""
+        if not self._turn:
+            self._turn = [job.id for job in self._cache.all()]
+        passes = max(1.0, self._age_sweep_s / self._interval_s)
+        size = math.ceil(len(self._cache) / passes)
+        taken, self._turn = self._turn[:size], self._turn[size:]
+        return taken
 
     async def _prune_job(self, job_id: str, cutoff: datetime) -> int:
         prefix = self._keys.runs_of(job_id)
         total = (await self._store.range_prefix(prefix, count_only=True)).count
         excess = max(0, total - self._max_runs)
+        if excess == 0 and not await self._oldest_is_before(prefix, cutoff):
+            return 0
         # Values are read too: a queued run may wait in etcd only, outside `state.active`.
-        oldest = await self._store.range_prefix(prefix, limit=max(excess, 100))
+        oldest = await self._store.range_prefix(prefix, limit=max(excess, _READ_BATCH))
         doomed = []
         for index, kv in enumerate(oldest.kvs):
             run_id = self._keys.run_id_from_key(kv.key)
@@ -75,11 +102,18 @@ class HistoryPruner:
                 continue
             if index < excess or _fire_time_of(run_id) < cutoff:
                 doomed.append(etcd.delete(kv.key))
-        for start in range(0, len(doomed), 100):
-            result = await self._store.txn([self._fence()], doomed[start : start + 100])
+        for start in range(0, len(doomed), _DELETES_PER_TXN):
+            batch = doomed[start : start + _DELETES_PER_TXN]
+            result = await self._store.txn([self._fence()], batch)
             if not result.succeeded:
                 raise LostLeadershipError("leader fence no longer matches; another replica leads")
         return len(doomed)
+
+    async def _oldest_is_before(self, prefix: str, cutoff: datetime) -> bool:
+        oldest = await self._store.range_prefix(prefix, limit=1, keys_only=True)
+        if not oldest.kvs:
+            return False
+        return _fire_time_of(self._keys.run_id_from_key(oldest.kvs[0].key)) < cutoff
 
 
 def _is_queued(kv: etcd.KeyValue) -> bool:

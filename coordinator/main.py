@@ -115,6 +115,7 @@ async def serve(config: CoordinatorConfig) -> None:
         history_max_age=config.history_max_age,
         priority_aging_s=config.priority_aging_s,
         max_queued_in_memory=config.max_queued_in_memory,
+        history_prune_interval_s=config.history_prune_interval_s,
     )
     engine = Engine(
         store=store, keys=keys, cache=cache, election=election, clock=clock, settings=settings

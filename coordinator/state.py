@@ -41,6 +41,8 @@ class LeaderState:
     etcd_only_from: dict[Priority, tuple[int, str]] = field(default_factory=dict)
     latest_spills: dict[Priority, tuple[int, str]] = field(default_factory=dict)
     held: dict[str, str] = field(default_factory=dict)
+    # Jobs that got a run since the history pruner last looked.
+    jobs_with_new_runs: set[str] = field(default_factory=set)
     _schedules: dict[tuple[str, str, str], Schedule] = field(default_factory=dict)
 
     def track(self, run: Run) -> None:
@@ -49,8 +51,16 @@ class LeaderState:
             self.active_per_job[run.job_id] += 1
         self.active[run.id] = run
 
+    def note_new_run(self, job_id: str) -> None:
+        self.jobs_with_new_runs.add(job_id)
+
+    def take_jobs_with_new_runs(self) -> set[str]:
+        taken, self.jobs_with_new_runs = self.jobs_with_new_runs, set()
+        return taken
+
     def hold(self, run: Run, reason: str) -> None:
         """Hold a queued run out of the ready queues until its dependencies are met."""
+        self.note_new_run(run.job_id)
         self.track(run)
         self.held[run.id] = reason
 
@@ -77,6 +87,8 @@ class LeaderState:
         # A new run also waits in etcd while older runs of its priority do,
         # so runs enter memory in due order.
         new = run.id not in self.active
+        if new:
+            self.note_new_run(run.job_id)
         if new and (run.priority in self.etcd_only_from or not self.ready.has_room(run.priority)):
             self.active_per_job[run.job_id] += 1
             self.mark_in_etcd(run.priority, _position(run))
