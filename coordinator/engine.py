@@ -191,8 +191,14 @@ class Engine:
         log.info("leader loops stopped")
 
     async def _rebuild(self, state: LeaderState, loader: QueueLoader) -> None:
-        for job in self._cache.all():
-            state.reindex(job)
+        state.index.load(
+            {
+                job.id: job.next_fire_at
+                for job in self._cache.all()
+                if not job.paused and job.next_fire_at is not None
+            }
+        )
+        state.signal_schedule()
         await loader.rebuild()
         now = self._clock.monotonic()
         async for page in self._store.pages(self._keys.leases):

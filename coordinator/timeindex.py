@@ -27,6 +27,12 @@ class TimeIndex:
         heapq.heappush(self._heap, (fire_at, job_id))
         self._compact_if_bloated()
 
+    def load(self, entries: dict[str, datetime]) -> None:
+        """Replace the whole index with these fire times, in O(n) (a new leader's start)."""
+        self._fire_at = dict(entries)
+        self._heap = [(fire_at, job_id) for job_id, fire_at in self._fire_at.items()]
+        heapq.heapify(self._heap)
+
     def remove(self, job_id: str) -> None:
         self._fire_at.pop(job_id, None)
 

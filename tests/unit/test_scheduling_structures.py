@@ -114,3 +114,15 @@ def test_lease_table_rejects_stale_claims() -> None:
     assert leases.is_current("run-1", 2, 9)
     assert leases.release("run-1") is not None
     assert not leases.is_current("run-1", 2, 9)
+
+
+def test_time_index_load_replaces_entries() -> None:
+    index = TimeIndex()
+    index.schedule("job-old", T0)
+    later = T0 + timedelta(seconds=5)
+
+    index.load({"job-b": later, "job-a": T0 + timedelta(seconds=1), "job-c": later})
+
+    assert len(index) == 3
+    assert index.fire_at("job-old") is None
+    assert index.pop_due(later, 10) == ["job-a", "job-b", "job-c"]
