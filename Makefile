@@ -53,5 +53,14 @@ integration: $(INSTALLED)
 dev: $(INSTALLED)
 	$(BIN)/taskscheduler dev
 
+## bench: throughput, schedule lag, a million jobs with a failover, agent memory and a
+## profile on loopback; writes docs/benchmarks.md. QUICK=1: under 2 minutes, writes
+## build/benchmarks-quick.md. py-spy (from PyPI) profiles the coordinator; without it
+## the harness falls back to cProfile.
+bench: $(INSTALLED)
+	$(BIN)/py-spy --version >/dev/null 2>&1 || $(BIN)/pip install --quiet py-spy \
+		|| echo "py-spy not installed; the profile falls back to cProfile"
+	$(BIN)/python -m bench $(if $(QUICK),--quick)
+
 clean:
 	rm -rf $(VENV) node_modules build .pytest_cache .ruff_cache

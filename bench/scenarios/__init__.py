@@ -1,0 +1,1 @@
+"""The benchmark scenarios; each returns the report sections it measured."""
