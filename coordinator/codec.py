@@ -23,7 +23,7 @@ import math
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Any, Generic, TypeVar
 
@@ -53,6 +53,9 @@ from taskscheduler.errors import InvalidArgumentError, RecordDecodeError
 from taskscheduler.v1 import types_pb2
 
 SCHEMA_VERSION = 1
+# Serialised job specs kept by encode_job, keyed by the spec object's id.
+_MAX_SPEC_BYTES = 50_000
+_SPEC_BYTES: dict[int, tuple[JobSpec, str, bytes]] = {}
 
 # Doubles represent every integer up to this magnitude exactly.
 _MAX_EXACT_INTEGER = 2**53
@@ -142,15 +145,25 @@ class JobDraft:
 
 # Timestamps
 
+_EPOCH_UTC = datetime(1970, 1, 1, tzinfo=UTC)
+
 
 def timestamp_to_datetime(timestamp: timestamp_pb2.Timestamp) -> datetime | None:
     """Convert to an aware UTC datetime, or None for an unset timestamp (the epoch).
 
     Raises ValueError for seconds outside years 1 to 9999.
     """
-    if timestamp.seconds == 0 and timestamp.nanos == 0:
+    seconds, nanos = timestamp.seconds, timestamp.nanos
+    if seconds == 0 and nanos == 0:
         return None
-    return timestamp.ToDatetime(tzinfo=UTC)
+    if not 0 <= nanos < 1_000_000_000:
+        raise ValueError(f"timestamp nanos {nanos} is out of range 0 to 999999999")
+    try:
+        # Whole microseconds, rounded toward zero as protobuf's ToDatetime does; the
+        # timedelta arithmetic runs in C, which matters on the hot path.
+        return _EPOCH_UTC + timedelta(seconds=seconds, microseconds=nanos // 1000)
+    except OverflowError:
+        raise ValueError(f"timestamp seconds {seconds} is outside years 1 to 9999") from None
 
 
 def _shared_time(value: datetime | None) -> datetime | None:
@@ -163,9 +176,10 @@ def datetime_to_timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | N
         return None
     if value.tzinfo is None:
         raise ValueError(f"naive datetime {value.isoformat()} given, but times must be aware")
-    timestamp = timestamp_pb2.Timestamp()
-    timestamp.FromDatetime(value)
-    return timestamp
+    delta = value - _EPOCH_UTC
+    return timestamp_pb2.Timestamp(
+        seconds=delta.days * 86_400 + delta.seconds, nanos=delta.microseconds * 1000
+    )
 
 
 # Payloads
@@ -237,9 +251,26 @@ def _restore_integer(number: float) -> int | float:
 
 def job_to_proto(job: Job, *, status: JobStatus | None = None) -> types_pb2.Job:
     """Build the API message. `status`, when given, replaces the stored status."""
-    spec = job.spec
+    message = _spec_to_proto(job.id, job.spec)
+    message.MergeFrom(_progress_to_proto(job, job.status if status is None else status))
+    return message
+
+
+def _progress_to_proto(job: Job, status: JobStatus) -> types_pb2.Job:
+    """Build a message with only what the coordinator keeps for a job: status and times."""
     return types_pb2.Job(
-        id=job.id,
+        status=JOB_STATUSES.to_proto(status),
+        next_run=datetime_to_timestamp(job.next_fire_at),
+        last_run=datetime_to_timestamp(job.last_fire_at),
+        created_at=datetime_to_timestamp(job.created_at),
+        updated_at=datetime_to_timestamp(job.updated_at),
+    )
+
+
+def _spec_to_proto(job_id: str, spec: JobSpec) -> types_pb2.Job:
+    """Build a message with the job's id and the fields its client defines."""
+    return types_pb2.Job(
+        id=job_id,
         name=spec.name,
         description=spec.description,
         type=JOB_TYPES.to_proto(spec.type),
@@ -256,11 +287,6 @@ def job_to_proto(job: Job, *, status: JobStatus | None = None) -> types_pb2.Job:
         ),
         timeout=spec.timeout_s,
         dependencies=spec.dependencies,
-        status=JOB_STATUSES.to_proto(job.status if status is None else status),
-        next_run=datetime_to_timestamp(job.next_fire_at),
-        last_run=datetime_to_timestamp(job.last_fire_at),
-        created_at=datetime_to_timestamp(job.created_at),
-        updated_at=datetime_to_timestamp(job.updated_at),
         misfire_policy=MISFIRE_POLICIES.to_proto(spec.misfire_policy),
         catch_up_window=spec.catch_up_window_s,
         concurrency_policy=CONCURRENCY_POLICIES.to_proto(spec.concurrency_policy),
@@ -364,7 +390,26 @@ def worker_to_proto(worker: Worker) -> types_pb2.Worker:
 
 
 def encode_job(job: Job) -> bytes:
-    return _encode(job_to_proto(job))
+    """Encode a job record: its spec's bytes, kept between writes, then its progress.
+
+    Serialised protobuf messages concatenate into their merge, and a job is
+    written on every fire while its spec rarely changes, so only the small
+    progress part is serialised each time.
+    """
+    progress = _progress_to_proto(job, job.status).SerializeToString(deterministic=True)
+    return bytes((SCHEMA_VERSION,)) + _spec_bytes(job) + progress
+
+
+def _spec_bytes(job: Job) -> bytes:
+    kept = _SPEC_BYTES.get(id(job.spec))
+    # The entry holds the spec itself, so its id cannot be reused while the entry lives.
+    if kept is not None and kept[0] is job.spec and kept[1] == job.id:
+        return kept[2]
+    data = _spec_to_proto(job.id, job.spec).SerializeToString(deterministic=True)
+    if len(_SPEC_BYTES) >= _MAX_SPEC_BYTES:
+        _SPEC_BYTES.clear()
+    _SPEC_BYTES[id(job.spec)] = (job.spec, job.id, data)
+    return data
 
 
 def encode_run(run: Run) -> bytes:

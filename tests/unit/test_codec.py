@@ -285,7 +285,7 @@ def _changed(message: Any, **changes: Any) -> Any:
         (
             codec.decode_job,
             _record(_changed(_GOOD_JOB, next_run=timestamp_pb2.Timestamp(seconds=2**40))),
-            "Timestamp is not valid",
+            "timestamp seconds 1099511627776 is outside years 1 to 9999",
         ),
         (
             codec.decode_run,
@@ -558,3 +558,14 @@ def test_payload_nested_mapping_proxy() -> None:
 def test_payload_rejects_non_json_value() -> None:
     with pytest.raises(TypeError, match="has no JSON form"):
         codec.payload_to_struct({"when": datetime(2030, 1, 1, tzinfo=UTC)})
+
+
+def test_encode_job_reuses_spec_bytes_but_not_stale_ones() -> None:
+    job = make_job()
+    running = dataclasses.replace(job, status=JobStatus.RUNNING, last_fire_at=CREATED)
+    renamed = dataclasses.replace(job, spec=dataclasses.replace(job.spec, name="renamed"))
+    other_id = dataclasses.replace(job, id="job-other")
+
+    for expected in (job, running, renamed, other_id, job):
+        decoded = codec.decode_job(f"/p/jobs/{expected.id}", codec.encode_job(expected), 7)
+        assert decoded == dataclasses.replace(expected, revision=7)
