@@ -43,7 +43,9 @@ from taskscheduler.logs import get_logger
 log = get_logger(__name__)
 
 # Each assigned run takes three operations; stay under etcd's default of 128.
-MAX_ASSIGNMENTS_PER_POLL = 40
+RUNS_PER_ASSIGN_TXN = 40
+# Runs handed out by one poll, in concurrent transactions of RUNS_PER_ASSIGN_TXN.
+MAX_ASSIGNMENTS_PER_POLL = 400
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,7 +241,31 @@ class Dispatcher:
             await asyncio.wait_for(event.wait(), timeout=wait_s)
 
     async def _assign(self, worker_id: str, run_ids: list[str], now: datetime) -> list[Assigned]:
+        """Assign the runs in chunks of one transaction each, committed concurrently.
+
+        A chunk whose transaction fails goes back to the queue; the call raises
+        only when no chunk was assigned.
+        """
         started = [self._started(self._state.active[run_id], worker_id, now) for run_id in run_ids]
+        chunks = [
+            started[start : start + RUNS_PER_ASSIGN_TXN]
+            for start in range(0, len(started), RUNS_PER_ASSIGN_TXN)
+        ]
+        outcomes = await asyncio.gather(
+            *(self._assign_chunk(worker_id, chunk, now) for chunk in chunks),
+            return_exceptions=True,
+        )
+        assigned = [item for outcome in outcomes if isinstance(outcome, list) for item in outcome]
+        errors = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+        if errors and not assigned:
+            raise errors[0]
+        for error in errors:
+            log.warning("assignment transaction failed; runs queued again", error=str(error))
+        return assigned
+
+    async def _assign_chunk(
+        self, worker_id: str, started: list[Run], now: datetime
+    ) -> list[Assigned]:
         try:
             token = await self._runs.assign(started)
         except BaseException:
@@ -254,7 +280,7 @@ class Dispatcher:
             self._state.leases.grant(run.id, worker_id, run.attempt, token, self._clock.monotonic())
             self._stats.record_start(run.due_at, now)
             assigned.append(Assigned(run, self._cache.get(run.job_id), token))
-            log.info(
+            log.debug(
                 "attempt assigned",
                 run_id=run.id,
                 job_id=run.job_id,

@@ -47,7 +47,13 @@ class ProcessHandle:
         self.ready_timeout_s = ready_timeout_s
         self.stop_timeout_s = stop_timeout_s
         self._probe = probe
-        self._env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        # Debug level: tests read per-run lines (such as "attempt started") from the logs.
+        self._env = {
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            "TASKSCHEDULER_LOG_LEVEL": "debug",
+            **(env or {}),
+        }
         self._process: subprocess.Popen[bytes] | None = None
         self._started_at = 0.0
 
