@@ -9,8 +9,12 @@ has the highest effective priority: comparing heap heads is enough to find
 the next run, in O(heaps) per run handed out. A run whose retry delay has
 not passed stays queued but is not offered until its due time.
 
-Each priority keeps at most `max_per_priority` runs in memory, and the leader
-keeps the rest in etcd only (see coordinator.queueloader).
+Each priority keeps at most `max_per_priority` runs that an online agent can
+take in memory, and the leader keeps the rest in etcd only (see
+coordinator.queueloader). Runs on a route no online agent can take (see
+`refresh_waiting_reasons`) do not count against that bound, so they cannot
+keep runs that an agent could take waiting in etcd; they count against a
+hard bound of UNROUTABLE_FACTOR times as many.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from taskscheduler.coordinator.model import Priority
 from taskscheduler.coordinator.selector import SelectorKey, describe, labels_match
 
 _MAX_RANK = max(priority.rank for priority in Priority)
+# Runs in memory per priority, routable or not, at most this many times the bound.
+UNROUTABLE_FACTOR = 4
 
 
 def effective_rank(priority: Priority, due_at: datetime, now: datetime, aging_s: float) -> int:
@@ -66,6 +72,7 @@ class ReadyQueues:
         self._heaps: dict[tuple[Priority, str, SelectorKey], list[QueueEntry]] = {}
         self._entries: dict[str, QueueEntry] = {}
         self._counts: dict[Priority, int] = dict.fromkeys(Priority, 0)
+        self._route_counts: dict[tuple[Priority, str, SelectorKey], int] = {}
         self._sequence = itertools.count()
         self._unroutable: dict[Route, str] = {}
 
@@ -87,18 +94,32 @@ class ReadyQueues:
         entry = QueueEntry(due_at, next(self._sequence), run_id, priority, executor, selector)
         self._entries[run_id] = entry
         self._counts[priority] += 1
+        key = (priority, executor, selector)
+        self._route_counts[key] = self._route_counts.get(key, 0) + 1
         heapq.heappush(self._heaps.setdefault((priority, executor, selector), []), entry)
 
     def remove(self, run_id: str) -> None:
         entry = self._entries.pop(run_id, None)
         if entry is not None:
             self._counts[entry.priority] -= 1
+            key = (entry.priority, entry.executor, entry.selector)
+            self._route_counts[key] -= 1
+            if not self._route_counts[key]:
+                del self._route_counts[key]
 
     def has_room(self, priority: Priority) -> bool:
-        return self._counts[priority] < self.max_per_priority
+        return self.room(priority) > 0
 
     def room(self, priority: Priority) -> int:
-        return max(0, self.max_per_priority - self._counts[priority])
+        """Return how many more runs of this priority memory takes."""
+        count = self._counts[priority]
+        unroutable = sum(
+            self._route_counts.get((priority, executor, selector), 0)
+            for executor, selector in self._unroutable
+        )
+        routable_room = self.max_per_priority - (count - unroutable)
+        hard_room = UNROUTABLE_FACTOR * self.max_per_priority - count
+        return max(0, min(routable_room, hard_room))
 
     def depth_by_priority(self) -> dict[Priority, int]:
         """Return the queued runs in memory per priority; runs waiting in etcd only are not

@@ -118,3 +118,34 @@ def test_selector_routing_and_waiting_reason(
 
 def _at_least(count: int, runs: list[dict]) -> list[dict] | None:
     return runs if len(runs) >= count else None
+
+
+def test_unroutable_runs_do_not_hold_back_routable_ones(
+    start_coordinator: Callable[..., ProcessHandle],
+    start_agent: Callable[..., AgentHandle],
+    start_gateway: Callable[..., ProcessHandle],
+) -> None:
+    start_coordinator(max_queued_in_memory=2)
+    start_agent()
+    gateway = start_gateway()
+    with ApiClient(gateway.url) as api:
+        stuck = api.create_job(
+            schedule="0 0 1 1 *",
+            priority="low",
+            selector={"zone": "mars"},
+            payload={"command": ["true"]},
+        )["id"]
+        for _ in range(3):
+            api.post(f"/api/jobs/{stuck}/execute")
+        plain = api.create_job(schedule="0 0 1 1 *", priority="low", payload={"command": ["true"]})
+        api.post(f"/api/jobs/{plain['id']}/execute")
+
+        completed = wait_until(
+            lambda: [r for r in api.history(plain["id"]) if r["status"] == "completed"],
+            timeout_s=20,
+            message="the routable run completed behind unroutable runs of its priority",
+        )
+        stuck_runs = api.history(stuck)
+
+    assert len(completed) == 1
+    assert [run["status"] for run in stuck_runs] == ["queued"] * 3

@@ -215,3 +215,28 @@ async def test_runs_already_held_requeue_in_memory_past_the_bound() -> None:
 
     assert state.ready.depth_by_priority()[Priority.LOW] == 2
     assert state.etcd_only_from == {}
+
+
+def test_unroutable_runs_leave_room_up_to_the_hard_bound() -> None:
+    queues = ReadyQueues(max_per_priority=2)
+    mars = selector_key({"zone": "mars"})
+    for n in range(2):
+        queues.push(f"job-1.{n}", Priority.LOW, "shell", ago(10), mars)
+
+    assert queues.room(Priority.LOW) == 0
+
+    queues.refresh_waiting_reasons([AgentOffer({"shell"}, {})])
+
+    assert queues.room(Priority.LOW) == 2
+    for n in range(2, 8):
+        queues.push(f"job-1.{n}", Priority.LOW, "shell", ago(10), mars)
+    assert queues.room(Priority.LOW) == 0
+    assert queues.room(Priority.NORMAL) == 2
+
+    queues.refresh_waiting_reasons([AgentOffer({"shell"}, {"zone": "mars"})])
+
+    assert queues.room(Priority.LOW) == 0
+    assert queues.pop_ready({"shell"}, NOW, 8, labels={"zone": "mars"}) == [
+        f"job-1.{n}" for n in range(8)
+    ]
+    assert queues.room(Priority.LOW) == 2
