@@ -294,7 +294,8 @@ def _spec_to_proto(job_id: str, spec: JobSpec) -> types_pb2.Job:
         start_at=datetime_to_timestamp(spec.start_at),
         end_at=datetime_to_timestamp(spec.end_at),
         selector=dict(spec.selector),
-        dependency_wait=spec.dependency_wait_s,
+        # Only a job with a schedule and dependencies waits; the others show 0.
+        dependency_wait=spec.dependency_wait_s if spec.waits_for_dependencies else 0,
     )
 
 

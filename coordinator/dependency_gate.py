@@ -8,9 +8,12 @@ scheduled (before its first run, once at all). It ends
 after its scheduled time with a dependency still missing.
 
 Checks are queued and done by one loop, so a run is never checked twice at
-once: after its fire, after each completion of one of its dependencies, once
-a second while it is past its deadline, and once for every held run when a
-leader is elected. A release is a transaction that needs the held key, so a
+once: after its fire, after each completion of one of its dependencies,
+after each change of its job, once a second while it is past its deadline,
+and once for every held run when a leader is elected. A job whose
+dependencies were removed releases its held runs; one whose schedule was
+removed cancels them, since it then runs each time its dependencies
+complete. A release is a transaction that needs the held key, so a
 release and a cancel that race settle the run once.
 """
 
@@ -44,6 +47,9 @@ log = get_logger(__name__)
 _DEADLINE_SCAN_S = 1.0
 _SETTLE_ATTEMPTS = 3
 FIRST_CHECK_REASON = "waiting for dependencies to complete"
+SCHEDULE_REMOVED = (
+    "cancelled: the job's schedule was removed while this run waited for its dependencies"
+)
 
 
 class DependencyGate:
@@ -75,7 +81,10 @@ class DependencyGate:
         self._queue_check(run.id)
 
     def recheck_job(self, job_id: str) -> None:
-        """Queue a check of every held run of the job (a dependency completed)."""
+        """Queue a check of every held run of the job (a dependency completed, or the job
+        changed)."""
+        if job_id not in self._state.active_per_job:
+            return
         for run_id in self._held_of(job_id):
             self._queue_check(run_id)
 
@@ -132,6 +141,10 @@ class DependencyGate:
             return
         job = self._cache.get(run.job_id)
         if job is None:
+            return
+        if not job.spec.schedule:
+            # The job now runs each time its dependencies complete, which starts its own runs.
+            await self._cancel(run_id, SCHEDULE_REMOVED)
             return
         since = await self._reads.previous_run_at(run)
         completions = {

@@ -67,6 +67,7 @@ class LeaderRuntime:
     workers: WorkerRegistry
     runs: RunStore
     tasks: list[asyncio.Task[None]]
+    gate: DependencyGate
 
 
 class Engine:
@@ -172,7 +173,7 @@ class Engine:
             "queue-upkeep": lambda: loader.upkeep(workers, self._clock),
         }
         tasks = [asyncio.create_task(self._supervise(name, loop)) for name, loop in loops.items()]
-        self.runtime = LeaderRuntime(state, firer, dispatcher, workers, runs, tasks)
+        self.runtime = LeaderRuntime(state, firer, dispatcher, workers, runs, tasks, gate)
         log.info(
             "leader state ready",
             fence=fence,
@@ -227,6 +228,7 @@ class Engine:
             return
         if job is not None:
             runtime.state.reindex(job)
+            runtime.gate.recheck_job(job_id)
             return
         runtime.state.index.remove(job_id)
         if job_id not in runtime.state.active_per_job:

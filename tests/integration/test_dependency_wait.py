@@ -140,3 +140,48 @@ def test_waiting_run_can_be_cancelled(stack: Stack) -> None:
 
     run = _only_run(stack, report, "cancelled")
     assert run["id"] == waiting["id"]
+
+
+def test_removing_dependencies_releases_waiting_run(stack: Stack) -> None:
+    dependency = _dependency(stack, ["true"])
+    report = _waiting_job(stack, [dependency])
+    waiting = _only_run(stack, report, "queued")
+
+    stack.api.put(f"/api/jobs/{report}", {"dependencies": []})
+
+    run = _only_run(stack, report, "completed")
+    assert run["id"] == waiting["id"]
+    assert stack.api.get(f"/api/jobs/{report}")["dependencyWait"] == 0
+
+
+def test_removing_schedule_cancels_waiting_runs(stack: Stack) -> None:
+    dependency = _dependency(stack, ["true"])
+    report = stack.api.create_job(
+        schedule="@every 1s", payload={"command": ["true"]}, dependencies=[dependency]
+    )["id"]
+    wait_until(
+        lambda: _runs(stack, report), timeout_s=10, message="a run waiting for its dependency"
+    )
+
+    stack.api.put(f"/api/jobs/{report}", {"schedule": ""})
+    wait_until(
+        lambda: all(run["status"] == "cancelled" for run in _runs(stack, report)),
+        timeout_s=10,
+        message="every waiting run cancelled",
+    )
+    stack.api.post(f"/api/jobs/{dependency}/execute")
+    started = wait_until(
+        lambda: [r for r in _runs(stack, report) if r["status"] == "completed"],
+        timeout_s=20,
+        message="one run started by the dependency",
+    )
+
+    runs = _runs(stack, report)
+    assert [run["trigger"] for run in started] == ["dependency"]
+    cancelled = [run for run in runs if run["trigger"] == "schedule"]
+    assert len(cancelled) == len(runs) - 1
+    for run in cancelled:
+        assert run["status"] == "cancelled"
+        assert run["error"] == (
+            "cancelled: the job's schedule was removed while this run waited for its dependencies"
+        )
