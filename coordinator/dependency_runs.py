@@ -30,12 +30,13 @@ from taskscheduler.coordinator import codec, etcd, ids
 from taskscheduler.coordinator.dependencies import (
     FAILED_STATUSES,
     cancel_reason,
+    find_cycle,
     is_dependency_cancel,
     trigger_for,
 )
 from taskscheduler.coordinator.dependency_gate import DependencyGate
 from taskscheduler.coordinator.firing_plan import new_run, status_when_queued
-from taskscheduler.coordinator.jobcache import JobCache
+from taskscheduler.coordinator.jobcache import CachedGraph, JobCache
 from taskscheduler.coordinator.keys import KeyLayout
 from taskscheduler.coordinator.model import Job, Run, RunStatus, RunTrigger
 from taskscheduler.coordinator.run_reads import RunReads
@@ -119,6 +120,13 @@ class DependencyTrigger:
     async def _evaluate(self, job_id: str) -> None:
         job = self._cache.get(job_id)
         if job is None or job.paused or not job.spec.runs_on_dependencies:
+            return
+        cycle = find_cycle(job_id, job.spec.dependencies, CachedGraph(self._cache))
+        if cycle:
+            # Runs on a cycle would start each other forever.
+            log.error(
+                "job is on a dependency cycle; not started", job_id=job_id, cycle=" -> ".join(cycle)
+            )
             return
         completions = {
             dependency: await self._reads.newest_completion(dependency)

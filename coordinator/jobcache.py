@@ -11,7 +11,7 @@ delete scans every job.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from taskscheduler.coordinator import codec, etcd
 from taskscheduler.coordinator.keys import KeyLayout
@@ -148,3 +148,30 @@ class JobCache:
                 self._dependants.setdefault(dependency, set()).add(job_id)
         for listener in self._listeners:
             listener(job_id, job)
+
+
+class CachedGraph(Mapping[str, Sequence[str]]):
+    """Job id to dependencies, looked up in the job cache on demand instead of copied.
+
+    `read_from_etcd` contains jobs the cache has not seen yet and takes precedence.
+    """
+
+    def __init__(self, cache: JobCache) -> None:
+        self._cache = cache
+        self.read_from_etcd: dict[str, Sequence[str]] = {}
+
+    def __getitem__(self, job_id: str) -> Sequence[str]:
+        if job_id in self.read_from_etcd:
+            return self.read_from_etcd[job_id]
+        job = self._cache.get(job_id)
+        if job is None:
+            raise KeyError(job_id)
+        return job.spec.dependencies
+
+    def __iter__(self) -> Iterator[str]:
+        cached = (job.id for job in self._cache.all() if job.id not in self.read_from_etcd)
+        yield from self.read_from_etcd
+        yield from cached
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)

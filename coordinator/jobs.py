@@ -9,9 +9,10 @@ the replica's watched cache.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from taskscheduler.clock import Clock
@@ -19,7 +20,7 @@ from taskscheduler.coordinator import codec, etcd, ids
 from taskscheduler.coordinator.codec import JobDraft
 from taskscheduler.coordinator.dependencies import check_dependency_graph
 from taskscheduler.coordinator.interning import shared
-from taskscheduler.coordinator.jobcache import JobCache
+from taskscheduler.coordinator.jobcache import CachedGraph, JobCache
 from taskscheduler.coordinator.keys import KeyLayout
 from taskscheduler.coordinator.model import Job, JobSpec, JobStatus, JobType, Page, Priority, Run
 from taskscheduler.coordinator.validation import apply_update, validate_job_spec
@@ -39,6 +40,7 @@ class JobRepository:
         self._keys = keys
         self._cache = cache
         self._clock = clock
+        self._graph_lock = asyncio.Lock()
 
     # The batch operations (coordinator.bulk_jobs) write through the same parts.
     @property
@@ -94,13 +96,19 @@ class JobRepository:
     async def update(self, job_id: str, draft: JobDraft, paths: Sequence[str]) -> Job:
         current = await self.get(job_id)
         proposed = validate_job_spec(apply_update(current.spec, draft, paths))
-        await self.check_dependency_graph(job_id, proposed.dependencies)
 
         def change(job: Job) -> Job:
             spec = validate_job_spec(apply_update(job.spec, draft, paths))
             return self._rescheduled(job, spec)
 
-        job = await self._rewrite(job_id, change)
+        if not proposed.dependencies:
+            job = await self._rewrite(job_id, change)
+        else:
+            # One graph change at a time on this replica, so two updates sent together
+            # cannot each pass the cycle check and close a cycle.
+            async with self._graph_lock:
+                await self.check_dependency_graph(job_id, proposed.dependencies)
+                job = await self._rewrite(job_id, change)
         log.info("job updated", job_id=job_id, fields=list(paths) or "all")
         return job
 
@@ -181,7 +189,7 @@ class JobRepository:
         """
         if not dependencies:
             return
-        graph = _CachedGraph(self._cache)
+        graph = CachedGraph(self._cache)
         for dependency in dependencies:
             if dependency in graph or dependency == job_id:
                 continue
@@ -190,9 +198,9 @@ class JobRepository:
                 graph.read_from_etcd[dependency] = codec.decode_job(
                     kv.key, kv.value, kv.mod_revision
                 ).spec.dependencies
-        # NOTE: two concurrent updates can each pass this check and together close a cycle,
-        # because the check is not part of the write transaction. Runs of jobs on such a
-        # cycle never start, and updating either job to break it ends the wait.
+        # NOTE: two updates sent at once to different replicas can each pass this check
+        # and together close a cycle, because the check is not part of the write
+        # transaction. The leader then starts no run of a job on that cycle.
         check_dependency_graph(job_id, dependencies, graph)
 
     async def _rewrite(self, job_id: str, change: Callable[[Job], Job]) -> Job:
@@ -224,33 +232,6 @@ class JobRepository:
         if status in (JobStatus.SCHEDULED, JobStatus.COMPLETED, JobStatus.FAILED):
             status = idle_status(spec, next_fire_at)
         return dataclasses.replace(changed, next_fire_at=next_fire_at, status=status)
-
-
-class _CachedGraph(Mapping[str, Sequence[str]]):
-    """Job id to dependencies, looked up in the job cache on demand instead of copied.
-
-    `read_from_etcd` contains jobs the cache has not seen yet and takes precedence.
-    """
-
-    def __init__(self, cache: JobCache) -> None:
-        self._cache = cache
-        self.read_from_etcd: dict[str, Sequence[str]] = {}
-
-    def __getitem__(self, job_id: str) -> Sequence[str]:
-        if job_id in self.read_from_etcd:
-            return self.read_from_etcd[job_id]
-        job = self._cache.get(job_id)
-        if job is None:
-            raise KeyError(job_id)
-        return job.spec.dependencies
-
-    def __iter__(self) -> Iterator[str]:
-        cached = (job.id for job in self._cache.all() if job.id not in self.read_from_etcd)
-        yield from self.read_from_etcd
-        yield from cached
-
-    def __len__(self) -> int:
-        return sum(1 for _ in self)
 
 
 def new_job(job_id: str, spec: JobSpec, now: datetime, next_fire_at: datetime | None) -> Job:

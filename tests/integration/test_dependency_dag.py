@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+import httpx
 import pytest
 from harness import Stack, wait_until
 
@@ -183,3 +185,21 @@ def test_failed_dependency_cancels_dependants(stack: Stack) -> None:
         assert run["attempt"] == 0
         assert run["workerId"] == ""
         assert stack.api.get(f"/api/jobs/{job_id}")["status"] == "scheduled"
+
+
+async def test_concurrent_updates_cannot_close_a_cycle(stack: Stack) -> None:
+    async with httpx.AsyncClient(base_url=stack.gateway.url, timeout=10) as client:
+        for attempt in range(8):
+            first = stack.api.create_job(schedule=ROOT_SCHEDULE, payload={"command": ["true"]})
+            second = stack.api.create_job(schedule=ROOT_SCHEDULE, payload={"command": ["true"]})
+
+            responses = await asyncio.gather(
+                client.put(f"/api/jobs/{first['id']}", json={"dependencies": [second["id"]]}),
+                client.put(f"/api/jobs/{second['id']}", json={"dependencies": [first["id"]]}),
+            )
+
+            statuses = sorted(response.status_code for response in responses)
+            assert statuses == [200, 400], f"attempt {attempt}: {statuses}"
+            rejected = next(r for r in responses if r.status_code == 400).json()["error"]
+            assert rejected["field"] == "dependencies"
+            assert "cycle" in rejected["message"]
