@@ -21,12 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 from datetime import datetime, timedelta
 
 from taskscheduler.clock import Clock
 from taskscheduler.coordinator import codec, etcd
-from taskscheduler.coordinator.decisions import job_status_after_run
 from taskscheduler.coordinator.dependencies import (
     expired_reason,
     missing_dependencies,
@@ -35,8 +33,9 @@ from taskscheduler.coordinator.dependencies import (
 from taskscheduler.coordinator.jobcache import JobCache
 from taskscheduler.coordinator.keys import KeyLayout
 from taskscheduler.coordinator.model import Job, Run, RunStatus
+from taskscheduler.coordinator.queued_cancel import QueuedRunCanceller
 from taskscheduler.coordinator.run_reads import RunReads
-from taskscheduler.coordinator.runstore import JobChangedError, RunStore
+from taskscheduler.coordinator.runstore import RunStore
 from taskscheduler.coordinator.state import LeaderState
 from taskscheduler.coordinator.stats import Stats
 from taskscheduler.errors import RecordDecodeError
@@ -72,6 +71,9 @@ class DependencyGate:
         self._clock = clock
         self._stats = stats
         self._reads = RunReads(store, keys)
+        self._canceller = QueuedRunCanceller(
+            state=state, cache=cache, runs=runs, store=store, keys=keys, clock=clock, stats=stats
+        )
         self._pending: set[str] = set()
         self._wake = asyncio.Event()
 
@@ -172,47 +174,7 @@ class DependencyGate:
         run = self._state.active.get(run_id)
         if run is None or run_id not in self._state.held:
             return None
-        now = self._clock.now()
-        cancelled = dataclasses.replace(
-            run, status=RunStatus.CANCELLED, completed_at=now, error=reason
-        )
-        revision = await self._settle(cancelled)
-        self._state.untrack(run_id)
-        cancelled = dataclasses.replace(cancelled, revision=revision)
-        self._stats.record_finish(cancelled, now)
-        log.info("waiting run cancelled", job_id=run.job_id, run_id=run_id, reason=reason)
-        return cancelled
-
-    async def _settle(self, cancelled: Run) -> int:
-        """Record the cancelled run and, if it changes, its job's status; return the revision."""
-        for _ in range(_SETTLE_ATTEMPTS):
-            job = self._cache.get(cancelled.job_id)
-            job_after = self._job_after(job, cancelled)
-            try:
-                revision = await self._runs.settle(
-                    cancelled, job_before=job if job_after else None, job_after=job_after
-                )
-            except JobChangedError:
-                await self._refresh_job(cancelled.job_id)
-                continue
-            if job_after is not None:
-                self._cache.apply(dataclasses.replace(job_after, revision=revision))
-            return revision
-        return await self._runs.settle(cancelled, job_before=None, job_after=None)
-
-    def _job_after(self, job: Job | None, ended: Run) -> Job | None:
-        if job is None:
-            return None
-        others = self._state.active_per_job.get(job.id, 0) - 1
-        status = job_status_after_run(job, ended.status, others)
-        return None if status is job.status else dataclasses.replace(job, status=status)
-
-    async def _refresh_job(self, job_id: str) -> None:
-        kv = await self._store.get(self._keys.job(job_id))
-        if kv is None:
-            self._cache.forget(job_id)
-        else:
-            self._cache.apply(codec.decode_job(kv.key, kv.value, kv.mod_revision))
+        return await self._canceller.cancel(run, reason)
 
     async def _read_run(self, run_id: str) -> Run | None:
         kv = await self._store.get(self._keys.run(run_id))

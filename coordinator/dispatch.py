@@ -32,6 +32,7 @@ from taskscheduler.coordinator.model import (
     Run,
     RunStatus,
 )
+from taskscheduler.coordinator.queued_cancel import QueuedRunCanceller
 from taskscheduler.coordinator.queueloader import QueueLoader
 from taskscheduler.coordinator.runstore import RunStore
 from taskscheduler.coordinator.state import LeaderState
@@ -80,6 +81,9 @@ class Dispatcher:
         self._clock = clock
         self._stats = stats
         self._loader = loader
+        self._canceller = QueuedRunCanceller(
+            state=state, cache=cache, runs=runs, store=store, keys=keys, clock=clock, stats=stats
+        )
         self._completer = Completer(
             state=state,
             cache=cache,
@@ -200,14 +204,7 @@ class Dispatcher:
         return True
 
     async def _cancel_queued(self, run: Run, reason: str) -> None:
-        now = self._clock.now()
-        cancelled = dataclasses.replace(
-            run, status=RunStatus.CANCELLED, completed_at=now, error=reason
-        )
-        revision = await self._runs.settle(cancelled, job_before=None, job_after=None)
-        self._state.untrack(run.id)
-        self._stats.record_finish(dataclasses.replace(cancelled, revision=revision), now)
-        log.info("queued run cancelled", run_id=run.id, job_id=run.job_id, reason=reason)
+        await self._canceller.cancel(run, reason)
 
     async def expire_leases(self) -> None:
         """End every attempt whose lease ran out, until cancelled."""

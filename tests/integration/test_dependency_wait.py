@@ -140,6 +140,19 @@ def test_waiting_run_can_be_cancelled(stack: Stack) -> None:
 
     run = _only_run(stack, report, "cancelled")
     assert run["id"] == waiting["id"]
+    assert stack.api.get(f"/api/jobs/{report}")["status"] == "failed"
+
+
+def test_cancelled_queued_run_puts_recurring_job_back_to_scheduled(stack: Stack) -> None:
+    job = stack.api.create_job(
+        schedule=FAR_SCHEDULE, selector={"zone": "mars"}, payload={"command": ["true"]}
+    )["id"]
+    queued = stack.api.post(f"/api/jobs/{job}/execute")
+    assert stack.api.get(f"/api/jobs/{job}")["status"] == "running"
+
+    stack.api.post(f"/api/jobs/{job}/runs/{queued['id']}/cancel")
+
+    assert stack.api.get(f"/api/jobs/{job}")["status"] == "scheduled"
 
 
 def test_removing_dependencies_releases_waiting_run(stack: Stack) -> None:
