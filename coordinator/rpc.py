@@ -42,7 +42,22 @@ def translate_errors(handler: Handler[Response]) -> Handler[Response]:
         else:
             log.debug("RPC rejected", method=handler.__name__, code=code.name, error=str(failure))
         context.set_trailing_metadata(trailers_for(failure, code))
-        await context.abort(code, str(failure))
+        await context.abort(code, shorten_message(str(failure)))
         raise AssertionError("unreachable: abort raises")
 
     return wrapper
+
+
+def shorten_message(message: str) -> str:
+    """Cut a status message to MAX_MESSAGE_CHARS, saying how much was left out.
+
+    gRPC sends the message in a trailer, and a client refuses trailers over
+    8 KiB with RESOURCE_EXHAUSTED, which would hide the real error.
+    """
+    if len(message) <= MAX_MESSAGE_CHARS:
+        return message
+    kept = message[: MAX_MESSAGE_CHARS - 60].rstrip()
+    return f"{kept} ... ({len(message) - len(kept)} more characters left out)"
+
+
+MAX_MESSAGE_CHARS = 2000
