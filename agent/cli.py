@@ -36,6 +36,8 @@ def _parse_labels(text: str) -> dict[str, str]:
         key, separator, value = item.partition("=")
         if not separator or not key.strip():
             raise ValueError(f"{item!r} is not KEY=VALUE")
+        if key.strip() in labels:
+            raise ValueError(f"label {key.strip()!r} is given twice; give each key once")
         labels[key.strip()] = value.strip()
     return labels
 

@@ -27,7 +27,7 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 
 _WORKER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 _LABEL_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$")
-_MAX_LABEL_VALUE_CHARS = 256
+_MAX_LABEL_VALUE_CHARS = 255
 
 
 def default_worker_id() -> str:
@@ -150,10 +150,15 @@ def _check_labels(labels: Mapping[str, str]) -> None:
                 "--labels",
                 f"invalid --labels key {key!r}: use 1-63 letters, digits, '.', '_', '/' or '-'",
             )
-        if len(value) > _MAX_LABEL_VALUE_CHARS or not value.isprintable() or "," in value:
+        if (
+            not value
+            or len(value) > _MAX_LABEL_VALUE_CHARS
+            or not value.isprintable()
+            or ("," in value)
+        ):
             raise InvalidArgumentError(
                 "--labels",
-                f"invalid --labels value for {key!r}: use at most {_MAX_LABEL_VALUE_CHARS} "
+                f"invalid --labels value for {key!r}: use 1 to {_MAX_LABEL_VALUE_CHARS} "
                 "printable characters without commas",
             )
 

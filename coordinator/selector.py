@@ -7,6 +7,7 @@ matches every agent.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 from taskscheduler.errors import InvalidArgumentError
@@ -14,6 +15,9 @@ from taskscheduler.errors import InvalidArgumentError
 MAX_SELECTOR_ENTRIES = 16
 MAX_SELECTOR_KEY_CHARS = 63
 MAX_SELECTOR_VALUE_CHARS = 255
+
+# The label keys agents accept (--labels), so a selector can only ask for those.
+LABEL_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,62}\Z")
 
 # A selector as a hashable value: sorted (key, value) pairs.
 SelectorKey = tuple[tuple[str, str], ...]
@@ -42,13 +46,22 @@ def check_selector(selector: Mapping[str, str]) -> None:
             f"selector has {len(selector)} entries; use at most {MAX_SELECTOR_ENTRIES}",
         )
     for key, value in selector.items():
-        if not key or len(key) > MAX_SELECTOR_KEY_CHARS:
+        if not LABEL_KEY.match(key):
             raise InvalidArgumentError(
                 "selector",
-                f"selector key {key[:80]!r} must be 1 to {MAX_SELECTOR_KEY_CHARS} characters",
+                f"selector key {key[:80]!r} is not a label key agents can have: use 1 to "
+                f"{MAX_SELECTOR_KEY_CHARS} letters, digits, '.', '_', '/' or '-', starting with "
+                "a letter or digit",
             )
-        if not value or len(value) > MAX_SELECTOR_VALUE_CHARS:
+        if (
+            not value
+            or len(value) > MAX_SELECTOR_VALUE_CHARS
+            or not value.isprintable()
+            or "," in value
+            or value != value.strip()
+        ):
             raise InvalidArgumentError(
                 "selector",
-                f"selector value for {key!r} must be 1 to {MAX_SELECTOR_VALUE_CHARS} characters",
+                f"selector value for {key!r} must be 1 to {MAX_SELECTOR_VALUE_CHARS} printable "
+                "characters without commas or surrounding spaces, as agents' --labels take them",
             )

@@ -197,6 +197,18 @@ BAD_CASES = [
         "invalid --labels: 'zone' is not KEY=VALUE",
     ),
     (
+        [*REQUIRED, "--labels", "zone=a,zone=b"],
+        {},
+        "--labels",
+        "invalid --labels: label 'zone' is given twice; give each key once",
+    ),
+    (
+        [*REQUIRED, "--labels", "zone="],
+        {},
+        "--labels",
+        "invalid --labels value for 'zone': use 1 to 255 printable characters without commas",
+    ),
+    (
         [*REQUIRED, "--log-format", "xml"],
         {},
         "--log-format",

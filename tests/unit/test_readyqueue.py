@@ -112,10 +112,15 @@ def test_pop_ready_offers_selector_runs_only_to_matching_labels() -> None:
     ("selector", "message_part"),
     [
         ({str(i): "v" for i in range(17)}, "at most 16"),
-        ({"": "v"}, "1 to 63 characters"),
-        ({"k" * 64: "v"}, "1 to 63 characters"),
-        ({"k": ""}, "1 to 255 characters"),
-        ({"k": "v" * 256}, "1 to 255 characters"),
+        ({"": "v"}, "use 1 to 63 letters, digits"),
+        ({"k" * 64: "v"}, "use 1 to 63 letters, digits"),
+        ({"a=b": "v"}, "is not a label key agents can have"),
+        ({"zone x": "v"}, "is not a label key agents can have"),
+        ({"k": ""}, "1 to 255 printable characters"),
+        ({"k": "v" * 256}, "1 to 255 printable characters"),
+        ({"k": "a,b"}, "without commas"),
+        ({"k": "line\nbreak"}, "without commas"),
+        ({"k": " padded"}, "surrounding spaces"),
     ],
 )
 def test_check_selector_rejects_bad_entries(selector: dict[str, str], message_part: str) -> None:
