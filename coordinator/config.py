@@ -31,6 +31,7 @@ class CoordinatorConfig:
     priority_aging_s: float = 300.0
     max_queued_in_memory: int = 10_000
     history_prune_interval_s: float = 30.0
+    fire_ahead_ms: int = 500
 
     def __post_init__(self) -> None:
         for name, value in (("--listen", self.listen), ("--advertise", self.advertise)):
@@ -48,12 +49,17 @@ class CoordinatorConfig:
                 "--lease-ttl-s must be at least twice --heartbeat-interval-s, so one lost "
                 "heartbeat does not expire a lease"
             )
+        self._check_engine_ranges()
+
+    def _check_engine_ranges(self) -> None:
         if self.history_max_runs < 1:
             raise ValueError("--history-max-runs must be at least 1")
         if self.priority_aging_s < 0:
             raise ValueError("--priority-aging-s must be 0 (no aging) or a positive number")
         if self.max_queued_in_memory < 1:
             raise ValueError("--max-queued-in-memory must be at least 1")
+        if not 0 <= self.fire_ahead_ms <= 5000:
+            raise ValueError("--fire-ahead-ms must be 0 (fire at the slot) to 5000")
         if self.history_prune_interval_s <= 0:
             raise ValueError("--history-prune-interval-s must be a positive number of seconds")
 
@@ -104,6 +110,13 @@ def build_parser() -> argparse.ArgumentParser:
             "HISTORY_MAX_AGE_S",
             "604800",
             "age after which runs are deleted, seconds",
+        ),
+        (
+            "--fire-ahead-ms",
+            "FIRE_AHEAD_MS",
+            "500",
+            "how long before its slot a run may be written and queued, milliseconds; "
+            "it is handed to an agent at the slot",
         ),
         (
             "--history-prune-interval-s",
@@ -169,6 +182,7 @@ def parse_config(argv: Sequence[str] | None = None) -> CoordinatorConfig:
         history_prune_interval_s=_number(
             float, "--history-prune-interval-s", args.history_prune_interval_s
         ),
+        fire_ahead_ms=_number(int, "--fire-ahead-ms", args.fire_ahead_ms),
     )
 
 

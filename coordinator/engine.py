@@ -57,6 +57,7 @@ class EngineSettings:
     priority_aging_s: float = 300.0
     max_queued_in_memory: int = 10_000
     history_prune_interval_s: float = 30.0
+    fire_ahead_ms: int = 500
 
 
 @dataclass
@@ -117,6 +118,7 @@ class Engine:
             leases=LeaseTable(self._settings.lease_ttl_s),
             ready=ready,
             selector_of=self._selector_of,
+            fire_ahead=timedelta(milliseconds=self._settings.fire_ahead_ms),
         )
         runs = RunStore(self._store, self._keys, self._election.fence_compare)
         workers = WorkerRegistry(
@@ -192,13 +194,8 @@ class Engine:
         log.info("leader loops stopped")
 
     async def _rebuild(self, state: LeaderState, loader: QueueLoader) -> None:
-        state.index.load(
-            {
-                job.id: job.next_fire_at
-                for job in self._cache.all()
-                if not job.paused and job.next_fire_at is not None
-            }
-        )
+        firing_times = {job.id: state.firing_time(job) for job in self._cache.all()}
+        state.index.load({job_id: at for job_id, at in firing_times.items() if at is not None})
         state.signal_schedule()
         await loader.rebuild()
         now = self._clock.monotonic()

@@ -145,9 +145,10 @@ class Firer:
         job = job or self._cache.get(job_id)
         if job is None or job.paused:
             return None
+        horizon = now + self._state.fire_ahead if self._state.fires_ahead(job) else now
         try:
             schedule = self._state.schedule_of(job)
-            plan = plan_fire(job, schedule, now)
+            plan = plan_fire(job, schedule, horizon)
         except SchedulerError as error:
             log.error("cannot evaluate the job's schedule", job_id=job_id, error=str(error))
             return None

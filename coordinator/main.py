@@ -116,6 +116,7 @@ async def serve(config: CoordinatorConfig) -> None:
         priority_aging_s=config.priority_aging_s,
         max_queued_in_memory=config.max_queued_in_memory,
         history_prune_interval_s=config.history_prune_interval_s,
+        fire_ahead_ms=config.fire_ahead_ms,
     )
     engine = Engine(
         store=store, keys=keys, cache=cache, election=election, clock=clock, settings=settings

@@ -18,10 +18,11 @@ import asyncio
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from taskscheduler.coordinator.keys import due_ms_of
 from taskscheduler.coordinator.leasetable import LeaseTable
-from taskscheduler.coordinator.model import Job, JobType, Priority, Run
+from taskscheduler.coordinator.model import ConcurrencyPolicy, Job, JobType, Priority, Run
 from taskscheduler.coordinator.readyqueue import ReadyQueues
 from taskscheduler.coordinator.selector import SelectorKey
 from taskscheduler.coordinator.timeindex import TimeIndex
@@ -41,6 +42,8 @@ class LeaderState:
     etcd_only_from: dict[Priority, tuple[int, str]] = field(default_factory=dict)
     latest_spills: dict[Priority, tuple[int, str]] = field(default_factory=dict)
     held: dict[str, str] = field(default_factory=dict)
+    # How long before its slot a run may be fired (see fires_ahead).
+    fire_ahead: timedelta = timedelta(0)
     # Jobs that got a run since the history pruner last looked.
     jobs_with_new_runs: set[str] = field(default_factory=set)
     _schedules: dict[tuple[str, str, str], Schedule] = field(default_factory=dict)
@@ -147,12 +150,37 @@ class LeaderState:
         return schedule
 
     def reindex(self, job: Job) -> None:
-        """Put the job in the time index at its next fire time, or take it out."""
-        if job.paused or job.next_fire_at is None:
+        """Put the job in the time index at its firing time, or take it out."""
+        fire_at = self.firing_time(job)
+        if fire_at is None:
             self.index.remove(job.id)
         else:
-            self.index.schedule(job.id, job.next_fire_at)
+            self.index.schedule(job.id, fire_at)
         self.signal_schedule()
+
+    def firing_time(self, job: Job) -> datetime | None:
+        """Return when the leader fires the job's next slot: `fire_ahead` early if it may."""
+        if job.paused or job.next_fire_at is None:
+            return None
+        if self.fires_ahead(job):
+            return job.next_fire_at - self.fire_ahead
+        return job.next_fire_at
+
+    def fires_ahead(self, job: Job) -> bool:
+        """True for a job whose runs may be written before their slot.
+
+        Its run then waits in the ready queue until its due time, so a burst of
+        slots at one instant is written beforehand and only handed out at the
+        instant. Jobs whose slot depends on what is active at the slot, under
+        concurrencyPolicy forbid or replace, or that wait for dependencies, fire
+        at the slot itself.
+        """
+        spec = job.spec
+        return (
+            self.fire_ahead > timedelta(0)
+            and spec.concurrency_policy is ConcurrencyPolicy.ALLOW
+            and not spec.waits_for_dependencies
+        )
 
 
 def _position(run: Run) -> tuple[int, str]:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from taskscheduler.coordinator.leasetable import LeaseTable
-from taskscheduler.coordinator.model import Priority
+from taskscheduler.coordinator.model import ConcurrencyPolicy, Job, JobSpec, JobStatus, Priority
 from taskscheduler.coordinator.readyqueue import ReadyQueues
+from taskscheduler.coordinator.state import LeaderState
 from taskscheduler.coordinator.timeindex import TimeIndex
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -126,3 +130,30 @@ def test_time_index_load_replaces_entries() -> None:
     assert len(index) == 3
     assert index.fire_at("job-old") is None
     assert index.pop_due(later, 10) == ["job-a", "job-b", "job-c"]
+
+
+def _job(**spec_changes: object) -> Job:
+    spec = dataclasses.replace(
+        JobSpec(name="n", schedule="@every 1s", executor="noop"), **spec_changes
+    )
+    return Job(id="job-1", spec=spec, next_fire_at=T0, created_at=T0, updated_at=T0)
+
+
+@pytest.mark.parametrize(
+    ("spec_changes", "expected"),
+    [
+        ({}, T0 - timedelta(milliseconds=500)),
+        ({"concurrency_policy": ConcurrencyPolicy.FORBID}, T0),
+        ({"concurrency_policy": ConcurrencyPolicy.REPLACE}, T0),
+        ({"dependencies": ("job-0",)}, T0),
+    ],
+)
+def test_firing_time_is_early_only_where_it_cannot_change_the_slot(
+    spec_changes: dict[str, object], expected: datetime
+) -> None:
+    state = LeaderState(leases=LeaseTable(10), fire_ahead=timedelta(milliseconds=500))
+
+    assert state.firing_time(_job(**spec_changes)) == expected
+    assert LeaderState(leases=LeaseTable(10)).firing_time(_job(**spec_changes)) == T0
+    paused = dataclasses.replace(_job(**spec_changes), status=JobStatus.PAUSED)
+    assert state.firing_time(paused) is None
