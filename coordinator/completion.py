@@ -17,7 +17,6 @@ notified through `after_run`.
 
 from __future__ import annotations
 
-import dataclasses
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -32,6 +31,7 @@ from taskscheduler.coordinator.completion_plan import (
     job_after_end,
     split_batches,
 )
+from taskscheduler.coordinator.evolve import evolve
 from taskscheduler.coordinator.jobcache import JobCache
 from taskscheduler.coordinator.keys import KeyLayout
 from taskscheduler.coordinator.leasetable import ActiveLease
@@ -254,8 +254,8 @@ class Completer:
                 log.debug("batched attempt ends conflicted; writing each alone", size=len(batch))
                 return None
             for change in changes:
-                self._cache.apply(dataclasses.replace(change.after, revision=revision))
-            ended = [dataclasses.replace(ending.ended, revision=revision) for ending in batch]
+                self._cache.apply(evolve(change.after, revision=revision))
+            ended = [evolve(ending.ended, revision=revision) for ending in batch]
             for run, ending in zip(ended, batch, strict=True):
                 self._apply(run, ending.lease)
         for run in ended:
@@ -315,9 +315,9 @@ class Completer:
                 except JobChangedError:
                     pass
                 else:
-                    ended = dataclasses.replace(ended, revision=revision)
+                    ended = evolve(ended, revision=revision)
                     if job_after is not None:
-                        self._cache.apply(dataclasses.replace(job_after, revision=revision))
+                        self._cache.apply(evolve(job_after, revision=revision))
                     self._apply(ended, lease)
                     return ended
             await self._refresh_job(run.job_id)

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from taskscheduler.coordinator.decisions import job_status_after_run, judge_attempt
+from taskscheduler.coordinator.evolve import evolve
 from taskscheduler.coordinator.model import AttemptOutcome, Job, RetryPolicy, Run, RunStatus
 
 # A handler's result whose compact JSON encoding is longer than this is not stored.
@@ -63,7 +64,7 @@ def ended_run(run: Run, policy: RetryPolicy | None, report: AttemptReport, now: 
     """
     verdict = judge_attempt(report.outcome, run.attempt, policy or _NO_RETRY, now)
     completed_at = report.completed_at or now
-    attempt = dataclasses.replace(
+    attempt = evolve(
         run.attempts[-1],
         completed_at=completed_at,
         outcome=report.outcome,
@@ -73,7 +74,7 @@ def ended_run(run: Run, policy: RetryPolicy | None, report: AttemptReport, now: 
     result, output = None, report.output
     if verdict.run_status is RunStatus.COMPLETED:
         result, output = stored_result(report.result, report.output)
-    return dataclasses.replace(
+    return evolve(
         run,
         status=verdict.run_status,
         due_at=verdict.retry_at or run.due_at,
@@ -131,7 +132,7 @@ def job_after_end(job: Job | None, last_status: RunStatus, other_active_runs: in
     status = job_status_after_run(job, last_status, other_active_runs)
     if status is job.status:
         return None
-    return dataclasses.replace(job, status=status)
+    return evolve(job, status=status)
 
 
 @dataclass(frozen=True, slots=True)

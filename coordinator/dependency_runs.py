@@ -23,8 +23,6 @@ write before it stopped.
 
 from __future__ import annotations
 
-import dataclasses
-
 from taskscheduler.clock import Clock
 from taskscheduler.coordinator import codec, etcd, ids
 from taskscheduler.coordinator.dependencies import (
@@ -35,6 +33,7 @@ from taskscheduler.coordinator.dependencies import (
     trigger_for,
 )
 from taskscheduler.coordinator.dependency_gate import DependencyGate
+from taskscheduler.coordinator.evolve import evolve
 from taskscheduler.coordinator.firing_plan import new_run, status_when_queued
 from taskscheduler.coordinator.jobcache import CachedGraph, JobCache
 from taskscheduler.coordinator.keys import KeyLayout
@@ -149,9 +148,7 @@ class DependencyTrigger:
             return None
         at = failed.completed_at or self._clock.now()
         run = new_run(job, ids.dependency_run_id(job_id, at, failed.id), at, RunTrigger.DEPENDENCY)
-        run = dataclasses.replace(
-            run, status=RunStatus.CANCELLED, completed_at=self._clock.now(), error=reason
-        )
+        run = evolve(run, status=RunStatus.CANCELLED, completed_at=self._clock.now(), error=reason)
         written = await self._write(job, run)
         if written is not None:
             log.info(
@@ -164,7 +161,7 @@ class DependencyTrigger:
         for _ in range(_WRITE_ATTEMPTS):
             job_after = job
             if not run.status.is_final:
-                job_after = dataclasses.replace(job, status=status_when_queued(job))
+                job_after = evolve(job, status=status_when_queued(job))
             try:
                 revision = await self._runs.fire_one(Firing(job, job_after, (run,)))
             except SlotTakenError:
@@ -176,8 +173,8 @@ class DependencyTrigger:
                     return None
                 job = fresh
                 continue
-            self._cache.apply(dataclasses.replace(job_after, revision=revision))
-            run = dataclasses.replace(run, revision=revision)
+            self._cache.apply(evolve(job_after, revision=revision))
+            run = evolve(run, revision=revision)
             if run.status.is_final:
                 self._state.note_new_run(run.job_id)
                 self._stats.record_finish(run, self._clock.now())

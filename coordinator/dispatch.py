@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,6 +21,7 @@ from taskscheduler.clock import Clock
 from taskscheduler.coordinator import codec, etcd
 from taskscheduler.coordinator.completion import AfterRun, Completer, Completion, CompletionResult
 from taskscheduler.coordinator.completion_plan import AttemptReport, HeldLease
+from taskscheduler.coordinator.evolve import evolve
 from taskscheduler.coordinator.jobcache import JobCache
 from taskscheduler.coordinator.keys import KeyLayout
 from taskscheduler.coordinator.leasetable import ActiveLease
@@ -271,8 +271,8 @@ class Dispatcher:
             raise
         assigned: list[Assigned] = []
         for run in started:
-            tokened = dataclasses.replace(run.attempts[-1], fencing_token=token)
-            run = dataclasses.replace(run, attempts=(*run.attempts[:-1], tokened), revision=token)
+            tokened = evolve(run.attempts[-1], fencing_token=token)
+            run = evolve(run, attempts=(*run.attempts[:-1], tokened), revision=token)
             self._state.track(run)
             self._state.leases.grant(run.id, worker_id, run.attempt, token, self._clock.monotonic())
             self._stats.record_start(run.due_at, now)
@@ -290,7 +290,7 @@ class Dispatcher:
     def _started(self, run: Run, worker_id: str, now: datetime) -> Run:
         number = run.attempt + 1
         attempt = Attempt(number=number, worker_id=worker_id, fencing_token=0, started_at=now)
-        return dataclasses.replace(
+        return evolve(
             run,
             status=RunStatus.RUNNING,
             attempt=number,

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from taskscheduler.clock import Clock
 from taskscheduler.coordinator import codec, etcd, ids
 from taskscheduler.coordinator.decisions import plan_fire
+from taskscheduler.coordinator.evolve import evolve
 from taskscheduler.coordinator.firing_plan import (
     build_firing,
     new_run,
@@ -88,14 +88,14 @@ class Firer:
             job = await self._read_job(job_id)
             now = self._clock.now()
             run = new_run(job, ids.manual_run_id(job.id, now), now, RunTrigger.MANUAL)
-            job_after = dataclasses.replace(job, status=status_when_queued(job))
+            job_after = evolve(job, status=status_when_queued(job))
             try:
                 revision = await self._runs.fire_one(Firing(job, job_after, (run,)))
             except JobChangedError:
                 continue
             self._after_commit(Firing(job, job_after, (run,)), revision)
             log.info("manual run queued", job_id=job.id, run_id=run.id)
-            return dataclasses.replace(run, revision=revision)
+            return evolve(run, revision=revision)
         raise JobChangedError(job_id)
 
     async def _wait_for_next_slot(self, now: datetime) -> None:
@@ -185,7 +185,7 @@ class Firer:
             except SlotTakenError as taken:
                 log.info("slots fired before; moving on", job_id=job_id, run_ids=taken.run_ids)
                 fresh = tuple(run for run in firing.runs if run.id not in taken.run_ids)
-                firing = dataclasses.replace(firing, runs=fresh)
+                firing = evolve(firing, runs=fresh)
                 try:
                     revision = await self._runs.fire_one(firing)
                 except (JobChangedError, SlotTakenError):
@@ -196,11 +196,11 @@ class Firer:
         self._state.index.schedule(job_id, now)
 
     def _after_commit(self, firing: Firing, revision: int) -> None:
-        job_after = dataclasses.replace(firing.job_after, revision=revision)
+        job_after = evolve(firing.job_after, revision=revision)
         self._cache.apply(job_after)
         self._state.reindex(job_after)
         for run in firing.runs:
-            run = dataclasses.replace(run, revision=revision)
+            run = evolve(run, revision=revision)
             if run.status.is_final:
                 log.info("slot skipped", job_id=run.job_id, run_id=run.id, reason=run.error)
                 self._state.note_new_run(run.job_id)

@@ -10,11 +10,11 @@ of a long catch-up to the next pass.
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import datetime
 
 from taskscheduler.coordinator import ids
 from taskscheduler.coordinator.decisions import FirePlan, jitter_offset
+from taskscheduler.coordinator.evolve import evolve
 from taskscheduler.coordinator.model import (
     ConcurrencyPolicy,
     Job,
@@ -45,9 +45,7 @@ def build_firing(job: Job, plan: FirePlan, now: datetime, active_runs: int) -> F
     for index, slot in enumerate(slots):
         following = slots[index + 1] if index + 1 < len(slots) else next_fire_at
         run = new_run(job, ids.scheduled_run_id(job.id, slot), slot, RunTrigger.SCHEDULE)
-        run = dataclasses.replace(
-            run, due_at=slot + jitter_offset(job.id, slot, job.spec.jitter_s, following)
-        )
+        run = evolve(run, due_at=slot + jitter_offset(job.id, slot, job.spec.jitter_s, following))
         skip_reason = _skip_reason(policy, active, index, len(slots))
         if skip_reason:
             run = _skipped(run, skip_reason, now)
@@ -57,7 +55,7 @@ def build_firing(job: Job, plan: FirePlan, now: datetime, active_runs: int) -> F
 
     last_fire_at = slots[-1] if slots else job.last_fire_at
     queued = any(run.status is RunStatus.QUEUED for run in runs)
-    job_after = dataclasses.replace(
+    job_after = evolve(
         job,
         last_fire_at=last_fire_at,
         next_fire_at=next_fire_at,
@@ -94,7 +92,7 @@ def _skip_reason(policy: ConcurrencyPolicy, active: int, index: int, count: int)
 
 
 def _skipped(run: Run, reason: str, now: datetime) -> Run:
-    return dataclasses.replace(run, status=RunStatus.CANCELLED, completed_at=now, error=reason)
+    return evolve(run, status=RunStatus.CANCELLED, completed_at=now, error=reason)
 
 
 def _status_after_fire(job: Job, next_fire_at: datetime | None, active: bool) -> JobStatus:

@@ -8,11 +8,10 @@ one fenced transaction.
 
 from __future__ import annotations
 
-import dataclasses
-
 from taskscheduler.clock import Clock
 from taskscheduler.coordinator import codec, etcd
 from taskscheduler.coordinator.decisions import job_status_after_run
+from taskscheduler.coordinator.evolve import evolve
 from taskscheduler.coordinator.jobcache import JobCache
 from taskscheduler.coordinator.keys import KeyLayout
 from taskscheduler.coordinator.model import Job, Run, RunStatus
@@ -49,12 +48,10 @@ class QueuedRunCanceller:
     async def cancel(self, run: Run, reason: str) -> Run:
         """Record the queued run as cancelled with `reason`; return it as written."""
         now = self._clock.now()
-        cancelled = dataclasses.replace(
-            run, status=RunStatus.CANCELLED, completed_at=now, error=reason
-        )
+        cancelled = evolve(run, status=RunStatus.CANCELLED, completed_at=now, error=reason)
         revision = await self._write(cancelled)
         self._state.untrack(run.id)
-        cancelled = dataclasses.replace(cancelled, revision=revision)
+        cancelled = evolve(cancelled, revision=revision)
         self._stats.record_finish(cancelled, now)
         log.info("queued run cancelled", job_id=run.job_id, run_id=run.id, reason=reason)
         return cancelled
@@ -71,7 +68,7 @@ class QueuedRunCanceller:
                 await self._refresh_job(cancelled.job_id)
                 continue
             if job_after is not None:
-                self._cache.apply(dataclasses.replace(job_after, revision=revision))
+                self._cache.apply(evolve(job_after, revision=revision))
             return revision
         log.warning("job kept changing; run cancelled without its job status", run_id=cancelled.id)
         return await self._runs.settle(cancelled, job_before=None, job_after=None)
@@ -83,7 +80,7 @@ class QueuedRunCanceller:
         counted = self._state.active_per_job.get(job.id, 0)
         others = max(0, counted - 1 if ended.id in self._state.active else counted)
         status = job_status_after_run(job, ended.status, others)
-        return None if status is job.status else dataclasses.replace(job, status=status)
+        return None if status is job.status else evolve(job, status=status)
 
     async def _refresh_job(self, job_id: str) -> None:
         kv = await self._store.get(self._keys.job(job_id))
