@@ -5,12 +5,14 @@ records cannot pile up. Run keys sort by fire time within a job, so both
 limits delete a job's oldest keys; runs still queued or running are never
 deleted.
 
-Each pass, every `interval_s`, prunes the jobs that got new runs since the
-last pass (`LeaderState.jobs_with_new_runs`), which is where the cap can
-be exceeded, plus a slice of all jobs in turn, so that every job is
-checked against the age limit at least once per `age_sweep_s`. A job
-whose history is within both limits costs two small reads: the count of
-its runs and the key of its oldest run.
+Each pass, every `interval_s`, prunes the jobs whose new runs may have
+taken them past the cap: the pruner remembers each job's run count from
+its last look and adds the runs created since (`LeaderState.new_runs`),
+so a job is counted again only once it may hold more than `max_runs`. A
+slice of all jobs is checked in turn against the age limit, so that every
+job is checked at least once per `age_sweep_s`. A job whose history is
+within both limits costs two small reads: the count of its runs and the
+key of its oldest run.
 """
 
 from __future__ import annotations
@@ -61,6 +63,8 @@ class HistoryPruner:
         self._interval_s = interval_s
         self._age_sweep_s = age_sweep_s
         self._turn: list[str] = []
+        # Per job: its run count at the last look plus the runs created since.
+        self._counts: dict[str, int] = {}
 
     async def run(self) -> None:
         while True:
@@ -70,13 +74,27 @@ class HistoryPruner:
     async def sweep(self) -> int:
         """Prune the jobs due this pass; return how many run records were deleted."""
         cutoff = self._clock.now() - self._max_age
-        due = self._state.take_jobs_with_new_runs() | set(self._next_slice())
+        due = self._over_cap() | set(self._next_slice())
         deleted = 0
         for job_id in sorted(due):
+            if self._cache.get(job_id) is None:
+                self._counts.pop(job_id, None)
+                continue
             deleted += await self._prune_job(job_id, cutoff)
         if deleted:
             log.info("run history pruned", deleted=deleted, jobs_checked=len(due))
         return deleted
+
+    def _over_cap(self) -> set[str]:
+        """Return the jobs that may hold more runs than the cap; count the others up."""
+        due = set()
+        for job_id, added in self._state.take_new_runs().items():
+            known = self._counts.get(job_id)
+            if known is None or known + added > self._max_runs:
+                due.add(job_id)
+            else:
+                self._counts[job_id] = known + added
+        return due
 
     def _next_slice(self) -> list[str]:
         """Return the next jobs of the round over all jobs that checks the age limit."""
@@ -90,6 +108,7 @@ class HistoryPruner:
     async def _prune_job(self, job_id: str, cutoff: datetime) -> int:
         prefix = self._keys.runs_of(job_id)
         total = (await self._store.range_prefix(prefix, count_only=True)).count
+        self._counts[job_id] = total
         excess = max(0, total - self._max_runs)
         if excess == 0 and not await self._oldest_is_before(prefix, cutoff):
             return 0
@@ -107,6 +126,7 @@ class HistoryPruner:
             result = await self._store.txn([self._fence()], batch)
             if not result.succeeded:
                 raise LostLeadershipError("leader fence no longer matches; another replica leads")
+        self._counts[job_id] = total - len(doomed)
         return len(doomed)
 
     async def _oldest_is_before(self, prefix: str, cutoff: datetime) -> bool:

@@ -44,8 +44,8 @@ class LeaderState:
     held: dict[str, str] = field(default_factory=dict)
     # How long before its slot a run may be fired (see fires_ahead).
     fire_ahead: timedelta = timedelta(0)
-    # Jobs that got a run since the history pruner last looked.
-    jobs_with_new_runs: set[str] = field(default_factory=set)
+    # Runs created per job since the history pruner last looked.
+    new_runs: Counter[str] = field(default_factory=Counter)
     _schedules: dict[tuple[str, str, str], Schedule] = field(default_factory=dict)
 
     def track(self, run: Run) -> None:
@@ -55,10 +55,10 @@ class LeaderState:
         self.active[run.id] = run
 
     def note_new_run(self, job_id: str) -> None:
-        self.jobs_with_new_runs.add(job_id)
+        self.new_runs[job_id] += 1
 
-    def take_jobs_with_new_runs(self) -> set[str]:
-        taken, self.jobs_with_new_runs = self.jobs_with_new_runs, set()
+    def take_new_runs(self) -> Counter[str]:
+        taken, self.new_runs = self.new_runs, Counter()
         return taken
 
     def hold(self, run: Run, reason: str) -> None:

@@ -63,3 +63,21 @@ def test_slice_takes_all_jobs_when_the_round_is_shorter_than_a_pass() -> None:
 
     assert pruner._next_slice() == [job.id for job in cache.jobs]
     assert pruner._next_slice() == [job.id for job in cache.jobs]
+
+
+def test_jobs_are_counted_again_only_past_the_cap() -> None:
+    pruner = _pruner(_Cache(0), interval_s=30, age_sweep_s=3600)
+    state = pruner._state
+    for _ in range(3):
+        state.note_new_run("job-1")
+
+    assert pruner._over_cap() == {"job-1"}
+
+    pruner._counts["job-1"] = 5
+    for _ in range(5):
+        state.note_new_run("job-1")
+    assert pruner._over_cap() == set()
+    assert pruner._counts["job-1"] == 10
+
+    state.note_new_run("job-1")
+    assert pruner._over_cap() == {"job-1"}
