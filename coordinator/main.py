@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import signal
 import sys
 from collections.abc import Sequence
@@ -204,9 +203,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"taskscheduler-coordinator: {error}", file=sys.stderr)
         raise SystemExit(2) from None
     logs.configure("coordinator", json_output=config.log_format != "console")
-    # The leader allocates many short-lived records per run; collecting the young
-    # generation less often keeps collector pauses out of the schedule lag.
-    gc.set_threshold(50_000, 20, 100)
     try:
         asyncio.run(serve(config))
     except StartupError as error:
