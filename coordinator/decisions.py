@@ -178,8 +178,8 @@ def job_status_after_run(job: Job, run_status: RunStatus, other_active_runs: int
         return JobStatus.PAUSED
     if other_active_runs > 0 or not run_status.is_final:
         return JobStatus.RUNNING
-    out_of_slots = job.next_fire_at is None and not job.spec.runs_on_dependencies
-    finished = job.spec.type is JobType.ONE_TIME or out_of_slots
+    # A one-time job executed by hand before its instant still has that slot to fire.
+    finished = job.next_fire_at is None and not job.spec.runs_on_dependencies
     if run_status is RunStatus.COMPLETED:
         return JobStatus.COMPLETED if finished else JobStatus.SCHEDULED
     if run_status is RunStatus.CANCELLED and not finished:

@@ -242,7 +242,12 @@ def _check_dependencies(dependencies: Sequence[str]) -> None:
             "dependencies",
             f"dependencies has {len(dependencies)} entries. List at most {MAX_DEPENDENCIES} jobs",
         )
-    for dependency in dependencies:
+    for index, dependency in enumerate(dependencies):
+        if not dependency:
+            raise InvalidArgumentError(
+                "dependencies",
+                f"dependencies[{index}] is empty. Give a job id there or remove the entry",
+            )
         validate_id(dependency, "dependencies")
     repeated = sorted({item for item in dependencies if dependencies.count(item) > 1})
     if repeated:

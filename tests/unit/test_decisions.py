@@ -200,8 +200,22 @@ def test_job_status_after_run(
 ) -> None:
     job = make_job(status=job_status)
     job = replace(job, spec=replace(job.spec, type=job_type))
+    if job_type is JobType.ONE_TIME:
+        # Its instant has fired, so it has no next fire time.
+        job = replace(job, next_fire_at=None)
 
     assert job_status_after_run(job, run_status, others) is expected
+
+
+@pytest.mark.parametrize("run_status", [RunStatus.COMPLETED, RunStatus.CANCELLED])
+def test_one_time_job_run_by_hand_before_its_instant_stays_scheduled(
+    run_status: RunStatus,
+) -> None:
+    job = make_job(status=JobStatus.RUNNING)
+    job = replace(job, spec=replace(job.spec, type=JobType.ONE_TIME))
+
+    assert job.next_fire_at is not None
+    assert job_status_after_run(job, run_status, 0) is JobStatus.SCHEDULED
 
 
 def test_jitter_longer_than_gap_spreads_evenly() -> None:

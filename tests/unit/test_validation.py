@@ -253,7 +253,11 @@ REJECTED = [
     ),
     (make_draft(schedule="", dependencies=("job-1", "job-1")), "dependencies", "job-1 more than"),
     (make_draft(schedule="", dependencies=("job/1",)), "dependencies", "must not contain '/'"),
-    (make_draft(schedule="", dependencies=("",)), "dependencies", "dependencies is required"),
+    (
+        make_draft(schedule="", dependencies=("job-1", "")),
+        "dependencies",
+        "dependencies[1] is empty. Give a job id there or remove the entry",
+    ),
     (
         make_draft(schedule="", dependencies=tuple(f"job-{n}" for n in range(101))),
         "dependencies",
