@@ -34,9 +34,10 @@ from taskscheduler.v1 import types_pb2
 
 CATCH_UP_NOTE = (
     "The jobs use misfire policy `catch_up`, so a leader that falls behind still fires every "
-    "missed slot, and runs complete after their slot instead of being skipped. A slot without "
-    "a run after the drain is therefore a lost run, and the completion rate is what the "
-    "system sustains."
+    "missed slot, and runs complete after their slot instead of being skipped. The completion "
+    "rate is what the system sustains. A slot without a run after the drain is a lost run, "
+    "unless the leader was still behind when the jobs were paused at the window's end: a "
+    "paused job fires no more slots, so the slots it had not reached then have no run."
 )
 
 TARGET_RUNS_PER_S = 2000
