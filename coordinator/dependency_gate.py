@@ -11,8 +11,8 @@ Checks are queued and done by one loop, so a run is never checked twice at
 once: after its fire, after each completion of one of its dependencies,
 after each change of its job, once a second while it is past its deadline,
 and once for every held run when a leader is elected. A job whose
-dependencies were removed releases its held runs; one whose schedule was
-removed cancels them, since it then runs each time its dependencies
+dependencies were removed releases its held runs. A job whose schedule was
+removed cancels them, because it then runs each time its dependencies
 complete. A release is a transaction that needs the held key, so a
 release and a cancel that race settle the run once.
 """
@@ -37,7 +37,6 @@ from taskscheduler.coordinator.queued_cancel import QueuedRunCanceller
 from taskscheduler.coordinator.run_reads import RunReads
 from taskscheduler.coordinator.runstore import RunStore
 from taskscheduler.coordinator.state import LeaderState
-from taskscheduler.coordinator.stats import Stats
 from taskscheduler.errors import RecordDecodeError
 from taskscheduler.logs import get_logger
 
@@ -61,7 +60,7 @@ class DependencyGate:
         store: etcd.Etcd,
         keys: KeyLayout,
         clock: Clock,
-        stats: Stats,
+        canceller: QueuedRunCanceller,
     ) -> None:
         self._state = state
         self._cache = cache
@@ -69,11 +68,8 @@ class DependencyGate:
         self._store = store
         self._keys = keys
         self._clock = clock
-        self._stats = stats
         self._reads = RunReads(store, keys)
-        self._canceller = QueuedRunCanceller(
-            state=state, cache=cache, runs=runs, store=store, keys=keys, clock=clock, stats=stats
-        )
+        self._canceller = canceller
         self._pending: set[str] = set()
         self._wake = asyncio.Event()
 

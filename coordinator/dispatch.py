@@ -70,6 +70,7 @@ class Dispatcher:
         stats: Stats,
         after_run: AfterRun | None = None,
         loader: QueueLoader | None = None,
+        canceller: QueuedRunCanceller,
     ) -> None:
         """`after_run` is awaited with each run that reaches a final status through an attempt."""
         self._state = state
@@ -81,9 +82,7 @@ class Dispatcher:
         self._clock = clock
         self._stats = stats
         self._loader = loader
-        self._canceller = QueuedRunCanceller(
-            state=state, cache=cache, runs=runs, store=store, keys=keys, clock=clock, stats=stats
-        )
+        self._canceller = canceller
         self._completer = Completer(
             state=state,
             cache=cache,

@@ -26,6 +26,7 @@ from taskscheduler.coordinator.jobcache import JobCache
 from taskscheduler.coordinator.keys import KeyLayout
 from taskscheduler.coordinator.leasetable import LeaseTable
 from taskscheduler.coordinator.model import Job, Run
+from taskscheduler.coordinator.queued_cancel import QueuedRunCanceller
 from taskscheduler.coordinator.queueloader import QueueLoader
 from taskscheduler.coordinator.readyqueue import ReadyQueues
 from taskscheduler.coordinator.runstore import RunStore
@@ -130,7 +131,10 @@ class Engine:
         )
         shared = dict(state=state, cache=self._cache, runs=runs, store=self._store)
         loader = QueueLoader(state=state, store=self._store, keys=self._keys, runs=runs)
-        gate = DependencyGate(**shared, keys=self._keys, clock=self._clock, stats=self.stats)
+        canceller = QueuedRunCanceller(
+            **shared, keys=self._keys, clock=self._clock, stats=self.stats
+        )
+        gate = DependencyGate(**shared, keys=self._keys, clock=self._clock, canceller=canceller)
         dependencies = DependencyTrigger(
             **shared, keys=self._keys, clock=self._clock, stats=self.stats, gate=gate
         )
@@ -142,6 +146,7 @@ class Engine:
             stats=self.stats,
             after_run=dependencies.after_run,
             loader=loader,
+            canceller=canceller,
         )
         firer = Firer(
             **shared,
