@@ -403,7 +403,7 @@ def encode_job(job: Job) -> bytes:
 
 def _spec_bytes(job: Job) -> bytes:
     kept = _SPEC_BYTES.get(id(job.spec))
-    # The entry holds the spec itself, so its id cannot be reused while the entry lives.
+    # The entry keeps a reference to the spec, so its id cannot be reused while the entry lives.
     if kept is not None and kept[0] is job.spec and kept[1] == job.id:
         return kept[2]
     data = _spec_to_proto(job.id, job.spec).SerializeToString(deterministic=True)

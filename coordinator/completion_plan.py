@@ -94,7 +94,7 @@ def stored_result(result: Any, output: str) -> tuple[Any, str]:
     A result is dropped, not rejected, when its compact JSON encoding is longer
     than MAX_RESULT_BYTES or when it contains NaN or Infinity, which JSON cannot
     represent. The run still completes, and a line appended to its output
-    says why the result is missing. The output keeps its last
+    explains why the result is missing. The output keeps its last
     MAX_OUTPUT_CHARS characters.
     """
     if result is None:

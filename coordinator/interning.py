@@ -1,6 +1,6 @@
 """Sharing of equal immutable values between the job records every replica keeps.
 
-A replica holds every job in memory, and a million jobs mostly repeat the
+A replica keeps every job in memory, and a million jobs mostly repeat the
 same schedules, time zones, executors, retry policies and fire times.
 Keeping one object per distinct value instead of one per job saves a few
 hundred bytes a job. Values must be immutable and hashable.

@@ -50,14 +50,14 @@ def succeeded_with(value: Any) -> AttemptResult:
 
 
 def to_json_data(value: Any) -> Any:
-    """Return `value` as the dicts, lists, strings, numbers, booleans and None that JSON holds.
+    """Return `value` as the dicts, lists, strings, numbers, booleans and None of JSON.
 
     Tuples become lists and non-string keys become strings, as json.dumps
     writes them. Raises NotJsonSerialisableError when json.dumps rejects the
-    value (NaN and infinity included), or when its compact JSON encoding is
-    larger than MAX_RESULT_BYTES, contains a string that UTF-8 cannot encode
-    (a lone surrogate), is nested deeper than MAX_RESULT_DEPTH, or contains an
-    integer beyond the range of a double.
+    value, NaN and infinity included. It also raises it for a value whose
+    compact JSON encoding is larger than MAX_RESULT_BYTES, that contains a
+    string UTF-8 cannot encode (a lone surrogate), that is nested deeper than
+    MAX_RESULT_DEPTH, or that contains an integer beyond the range of a double.
     """
     type_name = type(value).__name__
     try:

@@ -88,10 +88,11 @@ async def run_schedule_lag(ctx: Context) -> list[Section]:
     section.notes.append(
         "Where the lag goes: runs are written up to `--fire-ahead-ms` before their slot, so "
         "at the slot they are already queued, and the coordinator pops them within the few ms "
-        "of its own metric above. The rest of a burst's tail is the fenced etcd transactions "
-        "that move the burst to running (up to 400 runs per poll, in concurrent transactions "
-        "of 40) and each agent starting its share of the burst one attempt after another on "
-        "its single event loop, on the same 2 cores as etcd and the coordinator."
+        "of its own metric above. The rest of a burst's tail has two parts. First, the fenced "
+        "etcd transactions that move the burst to running: up to 400 runs per poll, in "
+        "concurrent transactions of 40. Second, each agent starting its share of the burst one "
+        "attempt after another on its single event loop, on the same 2 cores as etcd and the "
+        "coordinator."
     )
     if drain_s is None:
         section.notes.append("Runs were still queued or running when the drain timed out.")

@@ -143,7 +143,7 @@ def test_waiting_run_can_be_cancelled(stack: Stack) -> None:
     assert stack.api.get(f"/api/jobs/{report}")["status"] == "failed"
 
 
-def test_cancelled_queued_run_puts_recurring_job_back_to_scheduled(stack: Stack) -> None:
+def test_cancel_restores_scheduled_status(stack: Stack) -> None:
     job = stack.api.create_job(
         schedule=FAR_SCHEDULE, selector={"zone": "mars"}, payload={"command": ["true"]}
     )["id"]

@@ -1,4 +1,4 @@
-"""Bounded run history on real processes: the per-job cap holds while a job keeps firing."""
+"""Bounded run history on real processes: the per-job cap is kept while a job keeps firing."""
 
 from __future__ import annotations
 

@@ -561,7 +561,7 @@ def test_payload_rejects_non_json_value() -> None:
         codec.payload_to_struct({"when": datetime(2030, 1, 1, tzinfo=UTC)})
 
 
-def test_encode_job_reuses_spec_bytes_but_not_stale_ones() -> None:
+def test_encode_job_spec_bytes_cache() -> None:
     job = make_job()
     running = dataclasses.replace(job, status=JobStatus.RUNNING, last_fire_at=CREATED)
     renamed = dataclasses.replace(job, spec=dataclasses.replace(job.spec, name="renamed"))

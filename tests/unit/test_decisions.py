@@ -208,7 +208,7 @@ def test_job_status_after_run(
 
 
 @pytest.mark.parametrize("run_status", [RunStatus.COMPLETED, RunStatus.CANCELLED])
-def test_one_time_job_run_by_hand_before_its_instant_stays_scheduled(
+def test_early_manual_run_stays_scheduled(
     run_status: RunStatus,
 ) -> None:
     job = make_job(status=JobStatus.RUNNING)

@@ -57,7 +57,7 @@ def test_slices_cover_every_job_once_per_round() -> None:
     assert pruner._next_slice() == [job.id for job in cache.jobs[:9]]
 
 
-def test_slice_takes_all_jobs_when_the_round_is_shorter_than_a_pass() -> None:
+def test_short_round_takes_all_jobs() -> None:
     cache = _Cache(5)
     pruner = _pruner(cache, interval_s=30, age_sweep_s=10)
 

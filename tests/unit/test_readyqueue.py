@@ -222,7 +222,7 @@ async def test_runs_already_held_requeue_in_memory_past_the_bound() -> None:
     assert state.etcd_only_from == {}
 
 
-def test_unroutable_runs_leave_room_up_to_the_hard_bound() -> None:
+def test_unroutable_runs_hard_bound() -> None:
     queues = ReadyQueues(max_per_priority=2)
     mars = selector_key({"zone": "mars"})
     for n in range(2):

@@ -148,9 +148,7 @@ def _job(**spec_changes: object) -> Job:
         ({"dependencies": ("job-0",)}, T0),
     ],
 )
-def test_firing_time_is_early_only_where_it_cannot_change_the_slot(
-    spec_changes: dict[str, object], expected: datetime
-) -> None:
+def test_firing_time_by_policy(spec_changes: dict[str, object], expected: datetime) -> None:
     state = LeaderState(leases=LeaseTable(10), fire_ahead=timedelta(milliseconds=500))
 
     assert state.firing_time(_job(**spec_changes)) == expected
