@@ -33,7 +33,7 @@ from .config import AgentConfig
 from .connection import CoordinatorClient, CoordinatorUnavailableError
 from .executors.base import ExecutorRegistry
 from .outbox import Outbox
-from .protocol import context_from_proto, lease_from_proto, lease_to_proto
+from .protocol import context_from_proto, lease_from_proto, lease_to_proto, start_at_from_proto
 
 _log = get_logger(__name__)
 
@@ -260,7 +260,10 @@ class Agent:
         while True:
             free_slots = await self._runner.wait_for_free_slots()
             request = workers_pb2.PollWorkRequest(
-                worker_id=self._worker_id, max_assignments=free_slots, wait_timeout_ms=wait_ms
+                worker_id=self._worker_id,
+                max_assignments=free_slots,
+                wait_timeout_ms=wait_ms,
+                accepts_start_at=True,
             )
             try:
                 response = await self._client.call(
@@ -289,7 +292,9 @@ class Agent:
                     job_id=assignment.job_id,
                 )
                 continue
-            self._runner.start(context_from_proto(assignment))
+            self._runner.start(
+                context_from_proto(assignment), start_at=start_at_from_proto(assignment)
+            )
 
     async def _heartbeat_loop(self) -> None:
         # Beats are spaced from start to start, so a slow call does not stretch the interval.

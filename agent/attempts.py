@@ -23,10 +23,12 @@ from taskscheduler.clock import Clock
 from taskscheduler.logs import get_logger
 
 from .executors.base import AttemptContext, AttemptOutcome, AttemptResult, ExecutorRegistry
+from .start_queue import StartQueue
 
 _log = get_logger(__name__)
 
 SHUTDOWN_ERROR = "agent shut down before the attempt finished"
+NOT_STARTED_ERROR = "agent shut down before the attempt's start instant"
 # Extra time an executor gets past the attempt's timeout before the runner
 # cancels it, for executors that do not enforce the timeout themselves.
 DEFAULT_TIMEOUT_MARGIN_S = 30.0
@@ -98,18 +100,20 @@ class AttemptRunner:
         self._on_finished = on_finished
         self._unreported = unreported
         self._running: dict[Lease, _RunningAttempt] = {}
+        self._waiting: StartQueue[Lease] = StartQueue(clock=clock, on_due=self._begin)
         self._slot_freed = asyncio.Event()
 
     @property
     def free_slots(self) -> int:
-        return self._max_concurrent - len(self._running) - self._unreported()
+        return self._max_concurrent - len(self._running) - len(self._waiting) - self._unreported()
 
     def report_settled(self) -> None:
         """Free the slot of a finished attempt whose report was accepted or dropped."""
         self._slot_freed.set()
 
     def leases(self) -> list[Lease]:
-        return list(self._running)
+        """Return the leases of the attempts running or waiting for their start instant."""
+        return [*self._running, *self._waiting.leases()]
 
     async def wait_for_free_slots(self) -> int:
         """Wait until at least one slot is free and return how many are."""
@@ -118,15 +122,19 @@ class AttemptRunner:
             await self._slot_freed.wait()
         return self.free_slots
 
-    def start(self, context: AttemptContext) -> None:
-        """Start executing the attempt; raises NoFreeSlotError when every slot is taken."""
+    def start(self, context: AttemptContext, start_at: datetime | None = None) -> None:
+        """Start executing the attempt, at `start_at` when that is still ahead.
+
+        Raises NoFreeSlotError when every slot is taken. A waiting attempt
+        holds its slot from now on.
+        """
         if self.free_slots <= 0:
             raise NoFreeSlotError(
                 f"no free slot for run {context.run_id} attempt {context.attempt}; "
                 f"{self._max_concurrent} attempts are running"
             )
         lease = Lease.of(context)
-        if lease in self._running:
+        if lease in self._running or lease in self._waiting:
             _log.warning(
                 "attempt already running; ignoring the repeated assignment",
                 run_id=context.run_id,
@@ -134,6 +142,13 @@ class AttemptRunner:
                 fencing_token=context.fencing_token,
             )
             return
+        if start_at is not None and not self._waiting.is_due(start_at):
+            self._waiting.add(lease, context, start_at)
+            return
+        self._begin(context)
+
+    def _begin(self, context: AttemptContext) -> None:
+        lease = Lease.of(context)
         # getattr, because isinstance() against a Protocol costs tens of microseconds.
         execute_inline = getattr(self._registry.get(context.executor), "execute_inline", None)
         if execute_inline is not None:
@@ -171,7 +186,15 @@ class AttemptRunner:
         self._finish(lease, context, started_at, result)
 
     def revoke(self, lease: Lease) -> bool:
-        """Cancel the attempt under `lease` and drop its result; return whether it was running."""
+        """Cancel the attempt under `lease` and drop its result; return whether it was running.
+
+        An attempt still waiting for its start instant never starts.
+        """
+        waiting = self._waiting.discard(lease)
+        if waiting is not None:
+            self._slot_freed.set()
+            self._finish(lease, waiting, self._clock.now(), None)
+            return True
         running = self._running.get(lease)
         if running is None or running.task is None:
             return False
@@ -180,11 +203,22 @@ class AttemptRunner:
         return True
 
     async def drain(self, grace_s: float) -> None:
-        """Let running attempts finish within `grace_s`, then cancel the rest as FAILED."""
+        """Let running attempts finish within `grace_s`, then cancel the rest as FAILED.
+
+        Attempts waiting for their start instant start at it when it comes
+        within `grace_s`; the others are reported FAILED without starting.
+        """
+        deadline = self._clock.monotonic() + grace_s
+        await self._waiting.wait_started(grace_s)
+        for context in self._waiting.drop_all():
+            self._slot_freed.set()
+            now = self._clock.now()
+            self._finish(Lease.of(context), context, now, AttemptResult.failed(NOT_STARTED_ERROR))
         tasks = [r.task for r in self._running.values() if r.task is not None]
+        remaining_s = max(0.0, deadline - self._clock.monotonic())
         if tasks:
-            _log.info("waiting for running attempts", running=len(tasks), grace_s=grace_s)
-            await asyncio.wait(tasks, timeout=grace_s)
+            _log.info("waiting for running attempts", running=len(tasks), grace_s=remaining_s)
+            await asyncio.wait(tasks, timeout=remaining_s)
 
         leftovers = list(self._running.values())
         for running in leftovers:

@@ -45,6 +45,13 @@ def context_from_proto(assignment: workers_pb2.Assignment) -> AttemptContext:
     )
 
 
+def start_at_from_proto(assignment: workers_pb2.Assignment) -> datetime | None:
+    """Return the instant the attempt may start at, or None to start it at once."""
+    if not assignment.HasField("start_at"):
+        return None
+    return assignment.start_at.ToDatetime(tzinfo=UTC)
+
+
 def lease_to_proto(lease: Lease) -> workers_pb2.LeaseRef:
     return workers_pb2.LeaseRef(
         run_id=lease.run_id, attempt=lease.attempt, fencing_token=lease.fencing_token

@@ -12,6 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
+# The most --hand-ahead-ms allows; agents wait at most this long for a start.
+MAX_HAND_AHEAD_MS = 1000
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CoordinatorConfig:
@@ -32,6 +35,7 @@ class CoordinatorConfig:
     max_queued_in_memory: int = 10_000
     history_prune_interval_s: float = 30.0
     fire_ahead_ms: int = 500
+    hand_ahead_ms: int = 250
 
     def __post_init__(self) -> None:
         for name, value in (("--listen", self.listen), ("--advertise", self.advertise)):
@@ -60,6 +64,10 @@ class CoordinatorConfig:
             raise ValueError("--max-queued-in-memory must be at least 1")
         if not 0 <= self.fire_ahead_ms <= 5000:
             raise ValueError("--fire-ahead-ms must be 0 (fire at the slot) to 5000")
+        if not 0 <= self.hand_ahead_ms <= MAX_HAND_AHEAD_MS:
+            raise ValueError(
+                f"--hand-ahead-ms must be 0 (hand runs out when due) to {MAX_HAND_AHEAD_MS}"
+            )
         if self.history_prune_interval_s <= 0:
             raise ValueError("--history-prune-interval-s must be a positive number of seconds")
 
@@ -115,8 +123,14 @@ def build_parser() -> argparse.ArgumentParser:
             "--fire-ahead-ms",
             "FIRE_AHEAD_MS",
             "500",
-            "how long before its slot a run may be written and queued, milliseconds; "
-            "it is handed to an agent at the slot",
+            "how long before its slot a run may be written and queued, milliseconds",
+        ),
+        (
+            "--hand-ahead-ms",
+            "HAND_AHEAD_MS",
+            "250",
+            "how long before its due time a queued run may be handed to an agent that "
+            "waits for that time itself, milliseconds",
         ),
         (
             "--history-prune-interval-s",
@@ -183,6 +197,7 @@ def parse_config(argv: Sequence[str] | None = None) -> CoordinatorConfig:
             float, "--history-prune-interval-s", args.history_prune_interval_s
         ),
         fire_ahead_ms=_number(int, "--fire-ahead-ms", args.fire_ahead_ms),
+        hand_ahead_ms=_number(int, "--hand-ahead-ms", args.hand_ahead_ms),
     )
 
 

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from taskscheduler.clock import Clock
 from taskscheduler.coordinator import codec, etcd
@@ -54,6 +54,8 @@ class Assigned:
     run: Run
     job: Job | None
     fencing_token: int
+    # The run's due time when it was handed out before it; None when it was due.
+    start_at: datetime | None = None
 
 
 class Dispatcher:
@@ -71,8 +73,14 @@ class Dispatcher:
         after_run: AfterRun | None = None,
         loader: QueueLoader | None = None,
         canceller: QueuedRunCanceller,
+        hand_ahead: timedelta = timedelta(0),
     ) -> None:
-        """`after_run` is awaited with each run that reaches a final status through an attempt."""
+        """`after_run` is awaited with each run that reaches a final status through an attempt.
+
+        `hand_ahead` is how long before its due time a run may go to an agent
+        that waits for the due time itself (a poll with `accepts_start_at`).
+        """
+        self._hand_ahead = hand_ahead
         self._state = state
         self._cache = cache
         self._runs = runs
@@ -94,10 +102,17 @@ class Dispatcher:
             after_run=after_run,
         )
 
-    async def poll(self, worker_id: str, max_assignments: int, wait_s: float) -> list[Assigned]:
-        """Wait up to `wait_s` for runs the worker can execute; never more than it asked for."""
+    async def poll(
+        self, worker_id: str, max_assignments: int, wait_s: float, *, accepts_start_at: bool = False
+    ) -> list[Assigned]:
+        """Wait up to `wait_s` for runs the worker can execute; never more than it asked for.
+
+        With `accepts_start_at`, runs due within the hand-ahead window are
+        handed out too, each with its due time as `start_at`.
+        """
         worker = self._workers.get(worker_id)
         deadline = self._clock.monotonic() + wait_s
+        ahead = self._hand_ahead if accepts_start_at else timedelta(0)
         while True:
             held = self._state.leases.count_held_by(worker_id)
             free = min(max_assignments, worker.max_concurrent - held, MAX_ASSIGNMENTS_PER_POLL)
@@ -106,14 +121,14 @@ class Dispatcher:
                     await self._loader.refill()
                 now = self._clock.now()
                 run_ids = self._state.ready.pop_ready(
-                    worker.capabilities, now, free, labels=worker.labels
+                    worker.capabilities, now, free, labels=worker.labels, horizon=now + ahead
                 )
                 if run_ids:
                     return await self._assign(worker_id, run_ids, now)
             remaining_s = deadline - self._clock.monotonic()
             if remaining_s <= 0:
                 return []
-            await self._wait_for_work(remaining_s)
+            await self._wait_for_work(remaining_s, ahead)
 
     async def heartbeat(self, worker_id: str, leases: list[HeldLease]) -> list[HeldLease]:
         """Extend the worker's leases; return the ones it must stop (no longer current)."""
@@ -226,12 +241,12 @@ class Dispatcher:
                     await self._conclude(run, lease, report)
             await self._clock.sleep(min(1.0, self._state.leases.ttl_s / 4))
 
-    async def _wait_for_work(self, remaining_s: float) -> None:
+    async def _wait_for_work(self, remaining_s: float, ahead: timedelta) -> None:
         event = self._state.work_available
         wait_s = remaining_s
         next_due = self._state.ready.next_due_at()
         if next_due is not None:
-            until_due_s = (next_due - self._clock.now()).total_seconds()
+            until_due_s = (next_due - ahead - self._clock.now()).total_seconds()
             wait_s = min(wait_s, max(0.01, until_due_s))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(event.wait(), timeout=wait_s)
@@ -275,7 +290,8 @@ class Dispatcher:
             self._state.track(run)
             self._state.leases.grant(run.id, worker_id, run.attempt, token, self._clock.monotonic())
             self._stats.record_start(run.due_at, now)
-            assigned.append(Assigned(run, self._cache.get(run.job_id), token))
+            start_at = run.due_at if run.due_at > now else None
+            assigned.append(Assigned(run, self._cache.get(run.job_id), token, start_at))
             log.debug(
                 "attempt assigned",
                 run_id=run.id,
@@ -287,14 +303,17 @@ class Dispatcher:
         return assigned
 
     def _started(self, run: Run, worker_id: str, now: datetime) -> Run:
+        # A run handed out before it is due starts on the agent at its due time.
+        # The agent's report replaces this estimate when the attempt ends.
+        start = max(now, run.due_at)
         number = run.attempt + 1
-        attempt = Attempt(number=number, worker_id=worker_id, fencing_token=0, started_at=now)
+        attempt = Attempt(number=number, worker_id=worker_id, fencing_token=0, started_at=start)
         return evolve(
             run,
             status=RunStatus.RUNNING,
             attempt=number,
             worker_id=worker_id,
-            started_at=now,
+            started_at=start,
             completed_at=None,
             attempts=(*run.attempts, attempt),
         )

@@ -59,6 +59,7 @@ class EngineSettings:
     max_queued_in_memory: int = 10_000
     history_prune_interval_s: float = 30.0
     fire_ahead_ms: int = 500
+    hand_ahead_ms: int = 250
 
 
 @dataclass
@@ -147,6 +148,7 @@ class Engine:
             after_run=dependencies.after_run,
             loader=loader,
             canceller=canceller,
+            hand_ahead=timedelta(milliseconds=self._settings.hand_ahead_ms),
         )
         firer = Firer(
             **shared,

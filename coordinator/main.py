@@ -117,6 +117,7 @@ async def serve(config: CoordinatorConfig) -> None:
         max_queued_in_memory=config.max_queued_in_memory,
         history_prune_interval_s=config.history_prune_interval_s,
         fire_ahead_ms=config.fire_ahead_ms,
+        hand_ahead_ms=config.hand_ahead_ms,
     )
     engine = Engine(
         store=store, keys=keys, cache=cache, election=election, clock=clock, settings=settings

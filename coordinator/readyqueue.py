@@ -7,7 +7,9 @@ effective priority is its stored priority raised one level per
 turns aging off). Within a heap the head has waited longest, so it also
 has the highest effective priority: comparing heap heads is enough to find
 the next run, in O(heaps) per run handed out. A run whose retry delay has
-not passed stays queued but is not offered until its due time.
+not passed, or which was fired ahead of its slot, stays queued and is
+offered only from its due time, or from shortly before it to an agent
+that waits for the due time itself (the `horizon` of `pop_ready`).
 
 Each priority keeps at most `max_per_priority` runs that an online agent can
 take in memory, and the leader keeps the rest in etcd only (see
@@ -138,11 +140,14 @@ class ReadyQueues:
         now: datetime,
         limit: int,
         labels: Mapping[str, str] | None = None,
+        horizon: datetime | None = None,
     ) -> list[str]:
-        """Remove and return up to `limit` due run ids this agent can take, best first.
+        """Remove and return up to `limit` run ids this agent can take, best first.
 
-        Best is the highest effective priority, then the earliest due time,
-        then the earliest queued.
+        A run is taken when it is due by `horizon` (default `now`). Runs due
+        by `now` come first; among them, and then among the runs not yet
+        due, best is the highest effective priority, then the earliest due
+        time, then the earliest queued.
         """
         labels = labels or {}
         heaps = [
@@ -151,8 +156,9 @@ class ReadyQueues:
             if executor in capabilities and labels_match(selector, labels)
         ]
         taken: list[str] = []
+        horizon = now if horizon is None or horizon < now else horizon
         while len(taken) < limit:
-            entry = self._pop_best(heaps, now)
+            entry = self._pop_best(heaps, now, horizon)
             if entry is None:
                 break
             taken.append(entry.run_id)
@@ -177,15 +183,17 @@ class ReadyQueues:
             return ""
         return self._unroutable.get((entry.executor, entry.selector), "")
 
-    def _pop_best(self, heaps: list[list[QueueEntry]], now: datetime) -> QueueEntry | None:
+    def _pop_best(
+        self, heaps: list[list[QueueEntry]], now: datetime, horizon: datetime
+    ) -> QueueEntry | None:
         best: list[QueueEntry] | None = None
-        best_order: tuple[int, datetime, int] | None = None
+        best_order: tuple[bool, int, datetime, int] | None = None
         for heap in heaps:
             head = self._head(heap)
-            if head is None or head.due_at > now:
+            if head is None or head.due_at > horizon:
                 continue
             rank = effective_rank(head.priority, head.due_at, now, self.aging_s)
-            order = (-rank, head.due_at, head.sequence)
+            order = (head.due_at > now, -rank, head.due_at, head.sequence)
             if best_order is None or order < best_order:
                 best, best_order = heap, order
         if best is None:

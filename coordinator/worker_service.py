@@ -132,7 +132,7 @@ class WorkerServicer(workers_pb2_grpc.WorkerServiceServicer):
         if remaining is not None:
             wait_s = max(0.0, min(wait_s, remaining - 1.0))
         assigned = await self._engine.leader().dispatcher.poll(
-            worker_id, request.max_assignments, wait_s
+            worker_id, request.max_assignments, wait_s, accepts_start_at=request.accepts_start_at
         )
         lease_ttl_ms = int(self._timings.lease_ttl_s * 1000)
         return workers_pb2.PollWorkResponse(
@@ -313,4 +313,7 @@ def _assignment(item: Assigned, lease_ttl_ms: int) -> workers_pb2.Assignment:
     scheduled_at = codec.datetime_to_timestamp(run.scheduled_at)
     if scheduled_at is not None:
         assignment.scheduled_at.CopyFrom(scheduled_at)
+    start_at = codec.datetime_to_timestamp(item.start_at)
+    if start_at is not None:
+        assignment.start_at.CopyFrom(start_at)
     return assignment

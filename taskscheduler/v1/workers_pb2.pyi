@@ -114,17 +114,19 @@ class HeartbeatResponse(_message.Message):
     def __init__(self, revoked: _Optional[_Iterable[_Union[LeaseRef, _Mapping]]] = ..., lease_ttl_ms: _Optional[int] = ..., known: _Optional[bool] = ...) -> None: ...
 
 class PollWorkRequest(_message.Message):
-    __slots__ = ("worker_id", "max_assignments", "wait_timeout_ms")
+    __slots__ = ("worker_id", "max_assignments", "wait_timeout_ms", "accepts_start_at")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     MAX_ASSIGNMENTS_FIELD_NUMBER: _ClassVar[int]
     WAIT_TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    ACCEPTS_START_AT_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     max_assignments: int
     wait_timeout_ms: int
-    def __init__(self, worker_id: _Optional[str] = ..., max_assignments: _Optional[int] = ..., wait_timeout_ms: _Optional[int] = ...) -> None: ...
+    accepts_start_at: bool
+    def __init__(self, worker_id: _Optional[str] = ..., max_assignments: _Optional[int] = ..., wait_timeout_ms: _Optional[int] = ..., accepts_start_at: _Optional[bool] = ...) -> None: ...
 
 class Assignment(_message.Message):
-    __slots__ = ("run_id", "job_id", "job_name", "attempt", "fencing_token", "executor", "payload", "timeout", "scheduled_at", "lease_ttl_ms")
+    __slots__ = ("run_id", "job_id", "job_name", "attempt", "fencing_token", "executor", "payload", "timeout", "scheduled_at", "lease_ttl_ms", "start_at")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     JOB_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -135,6 +137,7 @@ class Assignment(_message.Message):
     TIMEOUT_FIELD_NUMBER: _ClassVar[int]
     SCHEDULED_AT_FIELD_NUMBER: _ClassVar[int]
     LEASE_TTL_MS_FIELD_NUMBER: _ClassVar[int]
+    START_AT_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     job_id: str
     job_name: str
@@ -145,7 +148,8 @@ class Assignment(_message.Message):
     timeout: int
     scheduled_at: _timestamp_pb2.Timestamp
     lease_ttl_ms: int
-    def __init__(self, run_id: _Optional[str] = ..., job_id: _Optional[str] = ..., job_name: _Optional[str] = ..., attempt: _Optional[int] = ..., fencing_token: _Optional[int] = ..., executor: _Optional[str] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., timeout: _Optional[int] = ..., scheduled_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., lease_ttl_ms: _Optional[int] = ...) -> None: ...
+    start_at: _timestamp_pb2.Timestamp
+    def __init__(self, run_id: _Optional[str] = ..., job_id: _Optional[str] = ..., job_name: _Optional[str] = ..., attempt: _Optional[int] = ..., fencing_token: _Optional[int] = ..., executor: _Optional[str] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., timeout: _Optional[int] = ..., scheduled_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., lease_ttl_ms: _Optional[int] = ..., start_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class PollWorkResponse(_message.Message):
     __slots__ = ("assignments",)
