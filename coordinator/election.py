@@ -73,7 +73,21 @@ class Election:
 
     @property
     def leader_address(self) -> str:
+        """Return the address of the leader as last seen, or "" when none is known.
+
+        While this replica is elected but not yet serving, or has just lost
+        its leadership, that may be its own address; `other_leader_address`
+        leaves it out.
+        """
         return self.leader.address if self.leader else ""
+
+    @property
+    def other_leader_address(self) -> str:
+        """Return the leader's address when another replica leads, else ""."""
+        leader = self.leader
+        if leader is None or leader.coordinator_id == self._me.coordinator_id:
+            return ""
+        return leader.address
 
     def fence_compare(self) -> etcd.Compare:
         """Return the compare every leader write carries.

@@ -95,9 +95,13 @@ class Engine:
         cache.subscribe(self._on_job_changed)
 
     def leader(self) -> LeaderRuntime:
-        """Return the leader's runtime, or raise NotLeaderError naming the leader."""
+        """Return the leader's runtime, or raise NotLeaderError naming the leader.
+
+        A replica that is elected but still loading, or that has just lost
+        its leadership, names no leader: the caller retries until one serves.
+        """
         if self.runtime is None or not self._election.is_leader:
-            raise NotLeaderError(self._election.leader_address)
+            raise NotLeaderError(self._election.other_leader_address)
         return self.runtime
 
     def waiting_reason(self, run_id: str) -> str:

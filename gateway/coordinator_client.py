@@ -123,10 +123,12 @@ class CoordinatorClient:
             try:
                 return await self._call_once(binding, request)
             except grpc.aio.AioRpcError as err:
-                leaderless = err.code() == grpc.StatusCode.UNAVAILABLE and is_not_leader(err)
-                if not leaderless or loop.time() >= election_ends:
+                # A not-leader rejection applied nothing, so any call may be sent
+                # again: a leaderless cluster, or a named leader that has itself
+                # stepped down or is still starting.
+                if not is_not_leader(err) or loop.time() >= election_ends:
                     raise
-                log.info("no leader elected yet; retrying", rpc=binding.full_method)
+                log.info("no leader serving yet; retrying", rpc=binding.full_method)
             except _NamedLeaderUnreachableError as err:
                 # A follower still names a leader that died; it learns of the new
                 # one within an election TTL, so wait like for a leaderless cluster.
