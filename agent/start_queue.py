@@ -12,6 +12,7 @@ pass over the burst.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Hashable
 from datetime import datetime, timedelta
 from typing import Generic, TypeVar
@@ -86,10 +87,17 @@ class StartQueue(Generic[LeaseKey]):
         return self._waiting.pop(lease, None)
 
     async def wait_started(self, timeout_s: float) -> None:
-        """Wait until every waiting attempt has been started, at most `timeout_s`."""
-        timers = list(self._timers.values())
-        if timers and timeout_s > 0:
-            await asyncio.wait(timers, timeout=timeout_s)
+        """Wait until every waiting attempt has been started, at most `timeout_s`.
+
+        The timer of an instant whose attempts were all revoked is not waited for.
+        """
+        if timeout_s <= 0:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                while self._waiting and self._timers:
+                    timers = list(self._timers.values())
+                    await asyncio.wait(timers, return_when=asyncio.FIRST_COMPLETED)
 
     def drop_all(self) -> list[AttemptContext]:
         """Stop every timer and return the attempts that never started."""

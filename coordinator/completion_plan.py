@@ -64,8 +64,11 @@ def ended_run(run: Run, policy: RetryPolicy | None, report: AttemptReport, now: 
     """
     verdict = judge_attempt(report.outcome, run.attempt, policy or _NO_RETRY, now)
     completed_at = report.completed_at or now
+    previous = run.attempts[-1]
     attempt = evolve(
-        run.attempts[-1],
+        previous,
+        # The agent's report of the start replaces the estimate made at assignment.
+        started_at=report.started_at or previous.started_at,
         completed_at=completed_at,
         outcome=report.outcome,
         exit_code=report.exit_code,

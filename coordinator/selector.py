@@ -39,7 +39,11 @@ def describe(selector: SelectorKey) -> str:
 
 
 def check_selector(selector: Mapping[str, str]) -> None:
-    """Raise InvalidArgumentError (field "selector") unless the selector is well formed."""
+    """Raise InvalidArgumentError unless the selector is well formed.
+
+    A bad value names the field `selector.<key>`, as the gateway does for a value
+    of the wrong JSON type. A bad key, or too many entries, names `selector`.
+    """
     if len(selector) > MAX_SELECTOR_ENTRIES:
         raise InvalidArgumentError(
             "selector",
@@ -61,7 +65,7 @@ def check_selector(selector: Mapping[str, str]) -> None:
             or value != value.strip()
         ):
             raise InvalidArgumentError(
-                "selector",
+                f"selector.{key}",
                 f"selector value for {key!r} must be 1 to {MAX_SELECTOR_VALUE_CHARS} printable "
                 "characters without commas or surrounding spaces, as agents' --labels take them",
             )

@@ -79,9 +79,7 @@ class Harness:
         """Return the instant `seconds` after the fake clock's current time."""
         return self.clock.now() + timedelta(seconds=seconds)
 
-    def start(
-        self, run_id: str, start_at: datetime | None, *, executor: str = "noop"
-    ) -> Lease:
+    def start(self, run_id: str, start_at: datetime | None, *, executor: str = "noop") -> Lease:
         context = attempt_context(run_id, executor=executor)
         self.runner.start(context, start_at=start_at)
         return Lease.of(context)
@@ -102,7 +100,7 @@ def attempt_context(run_id: str, *, executor: str = "noop") -> AttemptContext:
 
 
 async def settle() -> None:
-    """Give every ready task many turns of the event loop; the fake clock does not move."""
+    """Give every ready task many turns of the event loop without moving the fake clock."""
     for _ in range(20):
         await asyncio.sleep(0)
 
@@ -280,12 +278,14 @@ async def test_drain_within_grace_runs_started_executor() -> None:
     assert finished.started_at == start_at
 
 
-async def test_drain_past_grace_fails_unstarted() -> None:
+@pytest.mark.parametrize("grace_s", [0.0, 0.05])
+async def test_drain_past_grace_fails_unstarted(grace_s: float) -> None:
     harness = Harness(max_concurrent=2)
     harness.start("run-1", harness.at(HALF_S))
     drained_at = harness.clock.now()
 
-    await asyncio.wait_for(harness.runner.drain(grace_s=0.05), timeout=5)
+    # The fake clock does not move, so the start instant lies past any real grace.
+    await asyncio.wait_for(harness.runner.drain(grace_s=grace_s), timeout=5)
 
     assert harness.noop.calls == []
     (finished,) = harness.finished
@@ -303,18 +303,19 @@ async def test_drain_past_grace_fails_unstarted() -> None:
     assert len(harness.finished) == 1
 
 
-async def test_far_start_cut_to_max_wait() -> None:
+async def test_far_start_cut_to_one_second() -> None:
     harness = Harness()
-    limit = harness.at(MAX_START_WAIT_S)
+    limit = harness.at(1.0)
 
     harness.start("run-1", harness.at(5.0))
     harness.clock.advance(HALF_S)
     await settle()
     assert harness.noop.calls == []
 
-    harness.clock.advance(MAX_START_WAIT_S - HALF_S)
+    harness.clock.advance(HALF_S)
     await wait_until(lambda: harness.noop.calls != [], what="the attempt to start")
 
+    assert MAX_START_WAIT_S == 1.0
     assert harness.noop.calls == [("run-1", limit)]
     assert harness.finished[0].started_at == limit
 
@@ -385,3 +386,17 @@ async def test_queue_keeps_going_after_on_due_raises() -> None:
 
     assert started == ["run-1", "run-2"]
     assert len(queue) == 0
+
+
+async def test_drain_skips_revoked_instants() -> None:
+    harness = Harness(max_concurrent=2)
+    lease = harness.start("run-1", harness.at(HALF_S))
+    assert harness.runner.revoke(lease) is True
+
+    # The fake clock does not move: waiting for the revoked run's timer would
+    # use up the whole grace period.
+    await asyncio.wait_for(harness.runner.drain(grace_s=30.0), timeout=1.0)
+
+    assert harness.noop.calls == []
+    assert harness.finished == []
+    assert start_timers() == []

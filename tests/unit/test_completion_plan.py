@@ -95,6 +95,26 @@ def test_ended_run_success_keeps_result() -> None:
 
 
 @pytest.mark.parametrize(
+    ("reported_start", "recorded_start"),
+    [
+        # The agent's report replaces the estimate made at assignment.
+        (T0 + timedelta(milliseconds=3), T0 + timedelta(milliseconds=3)),
+        # A report without a start (the leader's own end of an attempt) keeps it.
+        (None, T0),
+    ],
+)
+def test_ended_run_takes_reported_start(
+    reported_start: datetime | None, recorded_start: datetime
+) -> None:
+    report = AttemptReport(AttemptOutcome.SUCCEEDED, started_at=reported_start)
+
+    ended = ended_run(make_run(), RetryPolicy(), report, T0 + timedelta(seconds=1))
+
+    assert ended.started_at == recorded_start
+    assert ended.attempts[-1].started_at == recorded_start
+
+
+@pytest.mark.parametrize(
     ("outcome", "max_retries", "status"),
     [
         (AttemptOutcome.FAILED, 0, RunStatus.FAILED),

@@ -190,7 +190,7 @@ async def test_leader_redirect_happens_once_per_try(
     assert first.calls in (1, 2)
 
 
-async def test_named_leader_that_is_not_serving_yet_is_retried(
+async def test_starting_leader_is_retried(
     start_replica: StartReplica, clients: Callable[..., CoordinatorClient]
 ) -> None:
     follower, follower_address = await start_replica("follower")

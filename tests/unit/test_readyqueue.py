@@ -109,24 +109,26 @@ def test_pop_ready_offers_selector_runs_only_to_matching_labels() -> None:
 
 
 @pytest.mark.parametrize(
-    ("selector", "message_part"),
+    ("selector", "field", "message_part"),
     [
-        ({str(i): "v" for i in range(17)}, "at most 16"),
-        ({"": "v"}, "use 1 to 63 letters, digits"),
-        ({"k" * 64: "v"}, "use 1 to 63 letters, digits"),
-        ({"a=b": "v"}, "is not a label key agents can have"),
-        ({"zone x": "v"}, "is not a label key agents can have"),
-        ({"k": ""}, "1 to 255 printable characters"),
-        ({"k": "v" * 256}, "1 to 255 printable characters"),
-        ({"k": "a,b"}, "without commas"),
-        ({"k": "line\nbreak"}, "without commas"),
-        ({"k": " padded"}, "surrounding spaces"),
+        ({str(i): "v" for i in range(17)}, "selector", "at most 16"),
+        ({"": "v"}, "selector", "use 1 to 63 letters, digits"),
+        ({"k" * 64: "v"}, "selector", "use 1 to 63 letters, digits"),
+        ({"a=b": "v"}, "selector", "is not a label key agents can have"),
+        ({"zone x": "v"}, "selector", "is not a label key agents can have"),
+        ({"k": ""}, "selector.k", "1 to 255 printable characters"),
+        ({"k": "v" * 256}, "selector.k", "1 to 255 printable characters"),
+        ({"k": "a,b"}, "selector.k", "without commas"),
+        ({"k": "line\nbreak"}, "selector.k", "without commas"),
+        ({"gpu": " padded"}, "selector.gpu", "surrounding spaces"),
     ],
 )
-def test_check_selector_rejects_bad_entries(selector: dict[str, str], message_part: str) -> None:
+def test_check_selector_rejects_bad_entries(
+    selector: dict[str, str], field: str, message_part: str
+) -> None:
     with pytest.raises(InvalidArgumentError) as raised:
         check_selector(selector)
-    assert raised.value.field == "selector"
+    assert raised.value.field == field
     assert message_part in str(raised.value)
 
 

@@ -38,9 +38,7 @@ def queues_with(runs: list[QueuedRun], aging_s: float = 0) -> ReadyQueues:
         pytest.param(
             [("edge", Priority.NORMAL, 1.0)], 1.0, 10, ["edge"], id="due at horizon taken"
         ),
-        pytest.param(
-            [("soon", Priority.NORMAL, 0.001)], None, 10, [], id="no horizon means now"
-        ),
+        pytest.param([("soon", Priority.NORMAL, 0.001)], None, 10, [], id="no horizon means now"),
         pytest.param(
             [("soon", Priority.NORMAL, 0.5)], 0.0, 10, [], id="horizon at now takes due only"
         ),
