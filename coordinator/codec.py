@@ -3,11 +3,15 @@
 The gRPC servicers convert messages to and from clients here, and the store
 encodes and decodes its etcd records here.
 
-Stored record format, schema version 1: one leading version byte (0x01)
-followed by the serialized types_pb2 message of the record's kind (Job, Run
-or Worker). A Job record keeps `next_fire_at` in `next_run` and
-`last_fire_at` in `last_run`. The etcd mod revision is not stored: decoding
-takes it from the caller. A Run's `duration` is derived, so decoding ignores it.
+Stored record format: one leading schema version byte followed by the
+serialized types_pb2 message of the record's kind (Job, Run or Worker).
+Run and Worker records are version 1. Job records are version 2: they keep
+`next_fire_at` in `next_run`, `last_run_at` in `last_run` and
+`last_fire_at` in `last_scheduled_run`. A version 1 Job record kept
+`last_fire_at` in `last_run`, and decodes with both set from it.
+
+The etcd mod revision is not stored: decoding takes it from the caller. A
+Run's `duration` is derived, so decoding ignores it.
 
 Payloads travel as google.protobuf.Struct, which stores every number as a
 double. Decoding turns integral numbers back into int, so {"retryCount": 3}
@@ -53,6 +57,9 @@ from taskscheduler.errors import InvalidArgumentError, RecordDecodeError
 from taskscheduler.v1 import types_pb2
 
 SCHEMA_VERSION = 1
+# Job records: version 2 added `last_scheduled_run`; version 1 is still read.
+JOB_SCHEMA_VERSION = 2
+_LEGACY_JOB_SCHEMA_VERSION = 1
 # Serialised job specs kept by encode_job, keyed by the spec object's id.
 _MAX_SPEC_BYTES = 50_000
 _SPEC_BYTES: dict[int, tuple[JobSpec, str, bytes]] = {}
@@ -261,7 +268,8 @@ def _progress_to_proto(job: Job, status: JobStatus) -> types_pb2.Job:
     return types_pb2.Job(
         status=JOB_STATUSES.to_proto(status),
         next_run=datetime_to_timestamp(job.next_fire_at),
-        last_run=datetime_to_timestamp(job.last_fire_at),
+        last_run=datetime_to_timestamp(job.last_run_at),
+        last_scheduled_run=datetime_to_timestamp(job.last_fire_at),
         created_at=datetime_to_timestamp(job.created_at),
         updated_at=datetime_to_timestamp(job.updated_at),
     )
@@ -398,7 +406,7 @@ def encode_job(job: Job) -> bytes:
     progress part is serialised each time.
     """
     progress = _progress_to_proto(job, job.status).SerializeToString(deterministic=True)
-    return bytes((SCHEMA_VERSION,)) + _spec_bytes(job) + progress
+    return bytes((JOB_SCHEMA_VERSION,)) + _spec_bytes(job) + progress
 
 
 def _spec_bytes(job: Job) -> bytes:
@@ -426,7 +434,9 @@ def decode_job(key: str, data: bytes, revision: int) -> Job:
 
     Bad data raises RecordDecodeError and no other exception.
     """
-    message = _parse(key, data, types_pb2.Job())
+    message = _parse(
+        key, data, types_pb2.Job(), versions=(JOB_SCHEMA_VERSION, _LEGACY_JOB_SCHEMA_VERSION)
+    )
     with _decoding(key):
         draft = job_spec_from_proto(message)
         spec = JobSpec(
@@ -450,12 +460,16 @@ def decode_job(key: str, data: bytes, revision: int) -> Job:
             selector=frozen_mapping(draft.selector),
             dependency_wait_s=shared(draft.dependency_wait_s or DEFAULT_DEPENDENCY_WAIT_S),
         )
+        last_slot = message.last_scheduled_run
+        if data[0] == _LEGACY_JOB_SCHEMA_VERSION:
+            last_slot = message.last_run
         return Job(
             id=_required(message.id or None, "id"),
             spec=spec,
             status=_required_enum(JOB_STATUSES, message.status, "status"),
             next_fire_at=_shared_time(timestamp_to_datetime(message.next_run)),
-            last_fire_at=_shared_time(timestamp_to_datetime(message.last_run)),
+            last_fire_at=_shared_time(timestamp_to_datetime(last_slot)),
+            last_run_at=_shared_time(timestamp_to_datetime(message.last_run)),
             created_at=shared(_required_time(message.created_at, "created_at")),
             updated_at=shared(_required_time(message.updated_at, "updated_at")),
             revision=revision,
@@ -533,14 +547,15 @@ def _encode(message: Message) -> bytes:
     return bytes((SCHEMA_VERSION,)) + message.SerializeToString(deterministic=True)
 
 
-def _parse(key: str, data: bytes, message: M) -> M:
+def _parse(key: str, data: bytes, message: M, versions: tuple[int, ...] = (SCHEMA_VERSION,)) -> M:
     if not data:
         raise RecordDecodeError(key, "the record is empty")
-    if data[0] != SCHEMA_VERSION:
+    if data[0] not in versions:
+        readable = " and ".join(str(version) for version in sorted(versions))
         raise RecordDecodeError(
             key,
             f"unknown schema version {data[0]}. This coordinator reads version "
-            f"{SCHEMA_VERSION}, so a newer release may have written the record",
+            f"{readable}, so a newer release may have written the record",
         )
     try:
         message.ParseFromString(bytes(data[1:]))

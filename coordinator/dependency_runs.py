@@ -34,7 +34,7 @@ from taskscheduler.coordinator.dependencies import (
 )
 from taskscheduler.coordinator.dependency_gate import DependencyGate
 from taskscheduler.coordinator.evolve import evolve
-from taskscheduler.coordinator.firing_plan import new_run, status_when_queued
+from taskscheduler.coordinator.firing_plan import new_run, newest_run_at, status_when_queued
 from taskscheduler.coordinator.jobcache import CachedGraph, JobCache
 from taskscheduler.coordinator.keys import KeyLayout
 from taskscheduler.coordinator.model import Job, Run, RunStatus, RunTrigger
@@ -159,9 +159,9 @@ class DependencyTrigger:
     async def _write(self, job: Job, run: Run) -> Run | None:
         """Create the run if absent, with the job's status; return it, or None if it existed."""
         for _ in range(_WRITE_ATTEMPTS):
-            job_after = job
+            job_after = evolve(job, last_run_at=newest_run_at(job, run.scheduled_at))
             if not run.status.is_final:
-                job_after = evolve(job, status=status_when_queued(job))
+                job_after = evolve(job_after, status=status_when_queued(job))
             try:
                 revision = await self._runs.fire_one(Firing(job, job_after, (run,)))
             except SlotTakenError:

@@ -24,6 +24,7 @@ from taskscheduler.coordinator.evolve import evolve
 from taskscheduler.coordinator.firing_plan import (
     build_firing,
     new_run,
+    newest_run_at,
     status_when_queued,
 )
 from taskscheduler.coordinator.jobcache import JobCache
@@ -88,7 +89,9 @@ class Firer:
             job = await self._read_job(job_id)
             now = self._clock.now()
             run = new_run(job, ids.manual_run_id(job.id, now), now, RunTrigger.MANUAL)
-            job_after = evolve(job, status=status_when_queued(job))
+            job_after = evolve(
+                job, status=status_when_queued(job), last_run_at=newest_run_at(job, now)
+            )
             try:
                 revision = await self._runs.fire_one(Firing(job, job_after, (run,)))
             except JobChangedError:

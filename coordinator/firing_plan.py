@@ -58,6 +58,7 @@ def build_firing(job: Job, plan: FirePlan, now: datetime, active_runs: int) -> F
     job_after = evolve(
         job,
         last_fire_at=last_fire_at,
+        last_run_at=newest_run_at(job, last_fire_at),
         next_fire_at=next_fire_at,
         status=_status_after_fire(job, next_fire_at, queued or active_runs > 0),
     )
@@ -77,6 +78,13 @@ def new_run(job: Job, run_id: str, scheduled_at: datetime, trigger: RunTrigger) 
         due_at=scheduled_at,
         max_attempts=job.spec.retry_policy.max_retries + 1,
     )
+
+
+def newest_run_at(job: Job, scheduled_at: datetime | None) -> datetime | None:
+    """Return the job's `last_run_at` once a run scheduled at `scheduled_at` is written."""
+    if scheduled_at is None or (job.last_run_at is not None and job.last_run_at >= scheduled_at):
+        return job.last_run_at
+    return scheduled_at
 
 
 def status_when_queued(job: Job) -> JobStatus:

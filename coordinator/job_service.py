@@ -106,7 +106,7 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
             run_counts=dict(counts),
         )
         _set_time(response.next_run, job.next_fire_at)
-        _set_time(response.last_run, job.last_fire_at)
+        _set_time(response.last_run, job.last_run_at)
         if latest:
             response.latest_run.CopyFrom(self._run_to_proto(latest[0]))
         return response

@@ -153,8 +153,10 @@ class Job:
     """A stored job: its spec plus the state the coordinator keeps for it.
 
     `last_fire_at` is the newest schedule slot that has a run; firing
-    continues from it after a restart or failover. `revision` is the etcd
-    mod revision the record was read at (0 before it is stored).
+    continues from it after a restart or failover. `last_run_at` is the
+    newest run of any trigger (slot, by hand, or by dependencies): the
+    API's `lastRun`. `revision` is the etcd mod revision the record was
+    read at (0 before it is stored).
     """
 
     id: str
@@ -162,6 +164,7 @@ class Job:
     status: JobStatus = JobStatus.SCHEDULED
     next_fire_at: datetime | None = None
     last_fire_at: datetime | None = None
+    last_run_at: datetime | None = None
     created_at: datetime
     updated_at: datetime
     revision: int = 0

@@ -448,7 +448,9 @@ _RETRY_POLICY_PATHS = {
     "retry_policy.backoff_multiplier": "backoff_multiplier",
     "retry_policy.max_retry_delay": "max_retry_delay_s",
 }
-_OUTPUT_ONLY_PATHS = frozenset({"id", "status", "next_run", "last_run", "created_at", "updated_at"})
+_OUTPUT_ONLY_PATHS = frozenset(
+    {"id", "status", "next_run", "last_run", "last_scheduled_run", "created_at", "updated_at"}
+)
 
 
 def apply_update(current: JobSpec, draft: JobDraft, paths: Sequence[str]) -> JobDraft:

@@ -136,7 +136,7 @@ class RetryPolicy(_message.Message):
     def __init__(self, max_retries: _Optional[int] = ..., retry_delay: _Optional[int] = ..., backoff_multiplier: _Optional[float] = ..., max_retry_delay: _Optional[int] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("id", "name", "description", "type", "schedule", "timezone", "priority", "executor", "payload", "retry_policy", "timeout", "dependencies", "status", "next_run", "last_run", "created_at", "updated_at", "misfire_policy", "catch_up_window", "concurrency_policy", "jitter", "start_at", "end_at", "selector", "dependency_wait")
+    __slots__ = ("id", "name", "description", "type", "schedule", "timezone", "priority", "executor", "payload", "retry_policy", "timeout", "dependencies", "status", "next_run", "last_run", "created_at", "updated_at", "misfire_policy", "catch_up_window", "concurrency_policy", "jitter", "start_at", "end_at", "selector", "dependency_wait", "last_scheduled_run")
     class SelectorEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -169,6 +169,7 @@ class Job(_message.Message):
     END_AT_FIELD_NUMBER: _ClassVar[int]
     SELECTOR_FIELD_NUMBER: _ClassVar[int]
     DEPENDENCY_WAIT_FIELD_NUMBER: _ClassVar[int]
+    LAST_SCHEDULED_RUN_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     description: str
@@ -194,7 +195,8 @@ class Job(_message.Message):
     end_at: _timestamp_pb2.Timestamp
     selector: _containers.ScalarMap[str, str]
     dependency_wait: int
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., type: _Optional[_Union[JobType, str]] = ..., schedule: _Optional[str] = ..., timezone: _Optional[str] = ..., priority: _Optional[_Union[Priority, str]] = ..., executor: _Optional[str] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., retry_policy: _Optional[_Union[RetryPolicy, _Mapping]] = ..., timeout: _Optional[int] = ..., dependencies: _Optional[_Iterable[str]] = ..., status: _Optional[_Union[JobStatus, str]] = ..., next_run: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_run: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., misfire_policy: _Optional[_Union[MisfirePolicy, str]] = ..., catch_up_window: _Optional[int] = ..., concurrency_policy: _Optional[_Union[ConcurrencyPolicy, str]] = ..., jitter: _Optional[int] = ..., start_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., selector: _Optional[_Mapping[str, str]] = ..., dependency_wait: _Optional[int] = ...) -> None: ...
+    last_scheduled_run: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., type: _Optional[_Union[JobType, str]] = ..., schedule: _Optional[str] = ..., timezone: _Optional[str] = ..., priority: _Optional[_Union[Priority, str]] = ..., executor: _Optional[str] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., retry_policy: _Optional[_Union[RetryPolicy, _Mapping]] = ..., timeout: _Optional[int] = ..., dependencies: _Optional[_Iterable[str]] = ..., status: _Optional[_Union[JobStatus, str]] = ..., next_run: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_run: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., misfire_policy: _Optional[_Union[MisfirePolicy, str]] = ..., catch_up_window: _Optional[int] = ..., concurrency_policy: _Optional[_Union[ConcurrencyPolicy, str]] = ..., jitter: _Optional[int] = ..., start_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., selector: _Optional[_Mapping[str, str]] = ..., dependency_wait: _Optional[int] = ..., last_scheduled_run: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Attempt(_message.Message):
     __slots__ = ("number", "worker_id", "fencing_token", "started_at", "completed_at", "outcome", "exit_code", "error")

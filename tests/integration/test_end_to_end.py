@@ -126,11 +126,16 @@ def test_execute_pause_resume(stack: Stack) -> None:
         message="manual run completed",
     )[0]
     assert finished["output"] == "manual\n"
-    assert stack.api.get(f"/api/jobs/{job['id']}")["status"] == "paused"
+    after_run = stack.api.get(f"/api/jobs/{job['id']}")
+    assert after_run["status"] == "paused"
+    # A run by hand counts as the job's last run; it is no slot of the schedule.
+    assert after_run["lastRun"] == run["scheduledAt"]
+    assert after_run.get("lastScheduledRun") is None
 
     resumed = stack.api.post(f"/api/jobs/{job['id']}/resume")
     assert resumed["status"] == "scheduled"
     assert resumed["nextRun"] is not None
     status = stack.api.get(f"/api/jobs/{job['id']}/status")
     assert status["latestRun"]["id"] == run["id"]
+    assert status["lastRun"] == run["scheduledAt"]
     assert status["runCounts"] == {"completed": 1}

@@ -60,6 +60,8 @@ def make_job(**overrides: Any) -> Job:
         "status": JobStatus.SCHEDULED,
         "next_fire_at": CREATED + timedelta(hours=1),
         "last_fire_at": CREATED - timedelta(days=1),
+        # A run by hand after the newest slot.
+        "last_run_at": CREATED - timedelta(hours=1),
         "created_at": CREATED,
         "updated_at": CREATED + timedelta(minutes=5),
     }
@@ -129,7 +131,7 @@ def make_worker(**overrides: Any) -> Worker:
     "job",
     [
         make_job(),
-        make_job(next_fire_at=None, last_fire_at=None, status=JobStatus.PAUSED),
+        make_job(next_fire_at=None, last_fire_at=None, last_run_at=None, status=JobStatus.PAUSED),
         make_job(
             spec=JobSpec(
                 name="once",
@@ -161,7 +163,7 @@ def test_job_record_keeps_payload_numbers_as_int() -> None:
 def test_record_starts_with_schema_version() -> None:
     data = codec.encode_job(make_job())
 
-    assert data[0] == 1
+    assert data[0] == 2
     assert types_pb2.Job.FromString(data[1:]).name == "daily-report"
 
 
@@ -263,7 +265,8 @@ def _changed(message: Any, **changes: Any) -> Any:
         (codec.decode_run, b"", "the record is empty"),
         (codec.decode_worker, b"", "the record is empty"),
         (codec.decode_job, b"\x00" + _GOOD_JOB.SerializeToString(), "unknown schema version 0"),
-        (codec.decode_job, b"\x02" + _GOOD_JOB.SerializeToString(), "unknown schema version 2"),
+        (codec.decode_job, b"\x03" + _GOOD_JOB.SerializeToString(), "unknown schema version 3"),
+        (codec.decode_run, b"\x02" + _GOOD_JOB.SerializeToString(), "unknown schema version 2"),
         (codec.decode_job, b"{", "unknown schema version 123"),
         (codec.decode_job, b"\x01\x0a\x05ab", "invalid Job protobuf"),
         (codec.decode_run, b"\x01\xff\xff\xff", "invalid Run protobuf"),
@@ -363,8 +366,30 @@ def test_job_to_proto_fields() -> None:
     assert message.retry_policy.max_retries == 3
     assert message.retry_policy.retry_delay == 300
     assert message.next_run.ToDatetime(tzinfo=UTC) == job.next_fire_at
-    assert message.last_run.ToDatetime(tzinfo=UTC) == job.last_fire_at
+    assert message.last_run.ToDatetime(tzinfo=UTC) == job.last_run_at
+    assert message.last_scheduled_run.ToDatetime(tzinfo=UTC) == job.last_fire_at
     assert message.payload["retryCount"] == 3.0
+
+
+def test_version_1_job_record_sets_both_times() -> None:
+    # Version 1 records kept the newest slot in `last_run`.
+    message = codec.job_to_proto(make_job())
+    message.ClearField("last_scheduled_run")
+    data = bytes((1,)) + message.SerializeToString()
+
+    decoded = codec.decode_job("/jobs/x", data, revision=3)
+
+    assert decoded.last_fire_at == CREATED - timedelta(hours=1)
+    assert decoded.last_run_at == CREATED - timedelta(hours=1)
+
+
+def test_job_record_with_a_run_by_hand_only_has_no_slot() -> None:
+    job = make_job(last_fire_at=None)
+
+    decoded = codec.decode_job("/jobs/x", codec.encode_job(job), revision=3)
+
+    assert decoded.last_fire_at is None
+    assert decoded.last_run_at == CREATED - timedelta(hours=1)
 
 
 def test_job_to_proto_status_override() -> None:
@@ -374,10 +399,11 @@ def test_job_to_proto_status_override() -> None:
 
 
 def test_job_to_proto_leaves_missing_times_unset() -> None:
-    message = codec.job_to_proto(make_job(next_fire_at=None, last_fire_at=None))
+    message = codec.job_to_proto(make_job(next_fire_at=None, last_fire_at=None, last_run_at=None))
 
     assert not message.HasField("next_run")
     assert not message.HasField("last_run")
+    assert not message.HasField("last_scheduled_run")
 
 
 def test_job_spec_from_proto_unspecified_enums() -> None:
