@@ -217,7 +217,9 @@ class AttemptRunner:
         tasks = [r.task for r in self._running.values() if r.task is not None]
         remaining_s = max(0.0, deadline - self._clock.monotonic())
         if tasks:
-            _log.info("waiting for running attempts", running=len(tasks), grace_s=remaining_s)
+            _log.info(
+                "waiting for running attempts", running=len(tasks), grace_s=round(remaining_s, 1)
+            )
             await asyncio.wait(tasks, timeout=remaining_s)
 
         leftovers = list(self._running.values())

@@ -65,10 +65,13 @@ def ended_run(run: Run, policy: RetryPolicy | None, report: AttemptReport, now: 
     verdict = judge_attempt(report.outcome, run.attempt, policy or _NO_RETRY, now)
     completed_at = report.completed_at or now
     previous = run.attempts[-1]
+    # The agent's report of the start replaces the estimate made at assignment,
+    # which is the due time of a run handed out early. An attempt that ended
+    # before that time never started, and shows its end as its start.
+    started_at = min(report.started_at or previous.started_at, completed_at)
     attempt = evolve(
         previous,
-        # The agent's report of the start replaces the estimate made at assignment.
-        started_at=report.started_at or previous.started_at,
+        started_at=started_at,
         completed_at=completed_at,
         outcome=report.outcome,
         exit_code=report.exit_code,
@@ -81,7 +84,7 @@ def ended_run(run: Run, policy: RetryPolicy | None, report: AttemptReport, now: 
         run,
         status=verdict.run_status,
         due_at=verdict.retry_at or run.due_at,
-        started_at=report.started_at or run.started_at,
+        started_at=started_at,
         completed_at=completed_at,
         exit_code=report.exit_code,
         output=output,

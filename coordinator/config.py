@@ -123,14 +123,15 @@ def build_parser() -> argparse.ArgumentParser:
             "--fire-ahead-ms",
             "FIRE_AHEAD_MS",
             "500",
-            "how long before its slot a run may be written and queued, milliseconds",
+            "how long before its slot a run may be written and queued, milliseconds "
+            "(0 to 5000; 0 writes it at the slot)",
         ),
         (
             "--hand-ahead-ms",
             "HAND_AHEAD_MS",
             "250",
             "how long before its due time a queued run may be handed to an agent that "
-            "waits for that time itself, milliseconds",
+            "waits for that time itself, milliseconds (0 to 1000; 0 hands runs out when due)",
         ),
         (
             "--history-prune-interval-s",

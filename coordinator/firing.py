@@ -156,7 +156,11 @@ class Firer:
             log.error("cannot evaluate the job's schedule", job_id=job_id, error=str(error))
             return None
         if plan.dropped_slots:
-            log.warning(
+            # Slots missed while the job was paused are dropped by design. Others
+            # were missed because no leader fired them in time.
+            changed_since = job.next_fire_at is not None and job.updated_at > job.next_fire_at
+            log_dropped = log.info if changed_since else log.warning
+            log_dropped(
                 "missed slots dropped by the misfire policy",
                 job_id=job_id,
                 policy=job.spec.misfire_policy.value,

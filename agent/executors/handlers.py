@@ -103,7 +103,7 @@ def import_handler(spec: HandlerSpec) -> Callable[..., Any]:
     if not callable(target):
         raise _invalid(
             spec,
-            f"{spec.module}:{spec.attribute} is a {type(target).__name__}, not a callable; "
+            f"{spec.module}:{spec.attribute} is of type {type(target).__name__}, not a callable; "
             "name a function",
         )
     return target

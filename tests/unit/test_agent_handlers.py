@@ -696,7 +696,8 @@ IMPORT_ERRORS = [
     (
         "f = 5\n",
         "f",
-        "invalid --handler h={module}:f: {module}:f is a int, not a callable; name a function",
+        "invalid --handler h={module}:f: {module}:f is of type int, not a callable; "
+        "name a function",
     ),
 ]
 

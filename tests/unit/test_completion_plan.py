@@ -114,6 +114,20 @@ def test_ended_run_takes_reported_start(
     assert ended.attempts[-1].started_at == recorded_start
 
 
+def test_attempt_ended_before_its_start_shows_end_as_start() -> None:
+    # Handed out ahead: the estimate is the due time, 1 s away, when it is cancelled.
+    due = T0 + timedelta(seconds=1)
+    attempt = Attempt(number=1, worker_id="agent-1", fencing_token=77, started_at=due)
+    run = make_run(due_at=due, started_at=due, attempts=(attempt,))
+    report = AttemptReport(AttemptOutcome.CANCELLED, error="cancelled by a user")
+
+    ended = ended_run(run, RetryPolicy(), report, T0)
+
+    assert ended.started_at == T0
+    assert ended.attempts[-1].started_at == T0
+    assert ended.duration_s == 0
+
+
 @pytest.mark.parametrize(
     ("outcome", "max_retries", "status"),
     [
