@@ -175,6 +175,13 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         message = codec.run_to_proto(run)
         if run.status is RunStatus.QUEUED:
             message.waiting_reason = self._engine.waiting_reason(run.id)
+        elif run.status is RunStatus.RUNNING and run.attempts and run.revision:
+            # The token is the revision of the assignment's transaction, so it is
+            # not in the record that transaction wrote. While the attempt runs,
+            # the record is not written again, and its mod revision is the token.
+            current = message.attempts[-1]
+            if current.fencing_token == 0:
+                current.fencing_token = run.revision
         return message
 
 

@@ -139,3 +139,28 @@ def test_execute_pause_resume(stack: Stack) -> None:
     assert status["latestRun"]["id"] == run["id"]
     assert status["lastRun"] == run["scheduledAt"]
     assert status["runCounts"] == {"completed": 1}
+
+
+def test_running_attempt_shows_its_fencing_token(stack: Stack) -> None:
+    job = stack.api.create_job(
+        schedule="@every 1h",
+        executor="shell",
+        payload={"command": ["sh", "-c", 'echo "$TASKSCHEDULER_FENCING_TOKEN"; sleep 2']},
+    )
+    run = stack.api.post(f"/api/jobs/{job['id']}/execute")
+
+    running = wait_until(
+        lambda: [r for r in stack.api.history(job["id"]) if r["status"] == "running"],
+        timeout_s=10,
+        message="the run running",
+    )[0]
+    token_while_running = int(running["attempts"][-1]["fencingToken"])
+    finished = wait_until(
+        lambda: [r for r in _completed_runs(stack, job["id"]) if r["id"] == run["id"]],
+        timeout_s=15,
+        message="the run completed",
+    )[0]
+
+    assert token_while_running > 0
+    assert int(finished["attempts"][-1]["fencingToken"]) == token_while_running
+    assert finished["output"] == f"{token_while_running}\n"
