@@ -278,6 +278,8 @@ class Agent:
                 await self._clock.sleep(backoff.next_delay_s())
                 continue
             backoff.reset()
+            for revoked in response.revoked:
+                self._revoke(lease_from_proto(revoked))
             self._start_assignments(response.assignments)
 
     def _start_assignments(self, assignments: Iterable[workers_pb2.Assignment]) -> None:

@@ -31,9 +31,11 @@ from taskscheduler.coordinator.model import (
     Job,
     Run,
     RunStatus,
+    Worker,
 )
 from taskscheduler.coordinator.queued_cancel import QueuedRunCanceller
 from taskscheduler.coordinator.queueloader import QueueLoader
+from taskscheduler.coordinator.revocations import RevocationBox
 from taskscheduler.coordinator.runstore import RunStore
 from taskscheduler.coordinator.state import LeaderState
 from taskscheduler.coordinator.stats import Stats
@@ -56,6 +58,13 @@ class Assigned:
     fencing_token: int
     # The run's due time when it was handed out before it; None when it was due.
     start_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Polled:
+    assigned: list[Assigned]
+    # Leases of the worker that the leader ended while the poll was open.
+    revoked: list[HeldLease]
 
 
 class Dispatcher:
@@ -81,6 +90,7 @@ class Dispatcher:
         that waits for the due time itself (a poll with `accepts_start_at`).
         """
         self._hand_ahead = hand_ahead
+        self._revocations = RevocationBox()
         self._state = state
         self._cache = cache
         self._runs = runs
@@ -104,16 +114,32 @@ class Dispatcher:
 
     async def poll(
         self, worker_id: str, max_assignments: int, wait_s: float, *, accepts_start_at: bool = False
-    ) -> list[Assigned]:
+    ) -> Polled:
         """Wait up to `wait_s` for runs the worker can execute; never more than it asked for.
 
         With `accepts_start_at`, runs due within the hand-ahead window are
-        handed out too, each with its due time as `start_at`.
+        handed out too, each with its due time as `start_at`. A lease of the
+        worker that the leader ends meanwhile, by cancel or expiry, ends the
+        wait and is returned in `revoked`.
         """
         worker = self._workers.get(worker_id)
+        self._revocations.poll_opened(worker_id)
+        try:
+            assigned = await self._poll(worker, max_assignments, wait_s, accepts_start_at)
+            return Polled(assigned, self._revocations.take(worker_id))
+        finally:
+            self._revocations.poll_closed(worker_id)
+
+    async def _poll(
+        self, worker: Worker, max_assignments: int, wait_s: float, accepts_start_at: bool
+    ) -> list[Assigned]:
+        worker_id = worker.id
         deadline = self._clock.monotonic() + wait_s
         ahead = self._hand_ahead if accepts_start_at else timedelta(0)
         while True:
+            if self._revocations.has(worker_id):
+                # Ends the poll so that its response carries the revoked leases.
+                return []
             held = self._state.leases.count_held_by(worker_id)
             free = min(max_assignments, worker.max_concurrent - held, MAX_ASSIGNMENTS_PER_POLL)
             if free > 0:
@@ -319,4 +345,8 @@ class Dispatcher:
         )
 
     async def _conclude(self, run: Run, lease: ActiveLease, report: AttemptReport) -> RunStatus:
-        return await self._completer.conclude(run, lease, report)
+        status = await self._completer.conclude(run, lease, report)
+        held = HeldLease(lease.run_id, lease.attempt, lease.fencing_token)
+        if self._revocations.note(lease.worker_id, held):
+            self._state.signal_work()
+        return status

@@ -131,12 +131,13 @@ class WorkerServicer(workers_pb2_grpc.WorkerServiceServicer):
         remaining = context.time_remaining()
         if remaining is not None:
             wait_s = max(0.0, min(wait_s, remaining - 1.0))
-        assigned = await self._engine.leader().dispatcher.poll(
+        polled = await self._engine.leader().dispatcher.poll(
             worker_id, request.max_assignments, wait_s, accepts_start_at=request.accepts_start_at
         )
         lease_ttl_ms = int(self._timings.lease_ttl_s * 1000)
         return workers_pb2.PollWorkResponse(
-            assignments=[_assignment(item, lease_ttl_ms) for item in assigned]
+            assignments=[_assignment(item, lease_ttl_ms) for item in polled.assigned],
+            revoked=[_lease_ref(lease) for lease in polled.revoked],
         )
 
     @translate_errors

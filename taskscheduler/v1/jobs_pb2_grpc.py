@@ -177,7 +177,8 @@ class JobServiceServicer:
 
     def CancelRun(self, request, context):
         """Stops a queued or running run: a queued run ends cancelled at once; a
-        running attempt ends cancelled and its agent kills it on its next heartbeat.
+        running attempt ends cancelled, and its agent kills it as soon as it
+        hears of it: from its open poll, or else from its next heartbeat.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

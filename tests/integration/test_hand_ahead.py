@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import grpc
 import pytest
@@ -261,3 +262,46 @@ async def test_poll_with_start_at_gets_runs_ahead(
         if item.start_at is not None:
             assert item.start_at == item.scheduled_at, run_id
             assert item.start_at - item.received_at <= MAX_HAND_AHEAD, run_id
+
+
+def test_cancel_while_waiting_never_starts(
+    start_coordinator: Callable[..., ProcessHandle],
+    start_agent: Callable[..., AgentHandle],
+    start_gateway: Callable[..., ProcessHandle],
+    tmp_path: Path,
+) -> None:
+    # Heartbeats 10 s apart, so that only the agent's open poll can carry the
+    # revoked lease before the slot.
+    start_coordinator(**WIDEST_AHEAD_FLAGS, heartbeat_interval_s=10, lease_ttl_s=25)
+    start_agent(capabilities="shell", max_concurrent=4)
+    gateway = start_gateway()
+    marker = tmp_path / "started"
+    due = datetime.now(UTC) + timedelta(seconds=4)
+    with ApiClient(gateway.url) as api:
+        job = api.create_job(
+            type="one-time",
+            schedule=due.isoformat(),
+            executor="shell",
+            payload={"command": ["touch", str(marker)]},
+        )
+        # Handed out up to a second early, the run is running while it waits.
+        waiting = wait_until(
+            lambda: [run for run in api.history(job["id"]) if run["status"] == "running"],
+            timeout_s=10,
+            interval_s=0.05,
+            message="the run handed out before its slot",
+        )[0]
+        assert datetime.now(UTC) < _at(waiting["scheduledAt"])
+        cancelled = api.post(f"/api/jobs/{job['id']}/runs/{waiting['id']}/cancel")
+        assert datetime.now(UTC) < _at(waiting["scheduledAt"])
+        # Past the slot by more than a heartbeat: had it started, it would have run.
+        wait_until(
+            lambda: datetime.now(UTC) > due + timedelta(seconds=3),
+            timeout_s=10,
+            message="three seconds past the slot",
+        )
+        (run,) = api.history(job["id"])
+
+    assert cancelled["status"] == "cancelled"
+    assert run["status"] == "cancelled"
+    assert not marker.exists()
