@@ -27,7 +27,7 @@ class RevocationBox:
     def poll_closed(self, worker_id: str) -> None:
         """Forget the worker's notes once its last open poll has ended.
 
-        Take them before: notes no poll carried reach the agent by heartbeat.
+        Call `take` first. A note that no poll carried reaches the agent by heartbeat.
         """
         self._polling[worker_id] -= 1
         if self._polling[worker_id] <= 0:
@@ -35,7 +35,7 @@ class RevocationBox:
             self._pending.pop(worker_id, None)
 
     def note(self, worker_id: str, lease: HeldLease) -> bool:
-        """Note a revoked lease for the worker; return False when it has no poll open."""
+        """Note a revoked lease for the worker. Return False when it has no poll open."""
         if worker_id not in self._polling:
             return False
         self._pending.setdefault(worker_id, []).append(lease)
