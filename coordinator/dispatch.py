@@ -1,8 +1,8 @@
 """The leader's side of the agent protocol: assign, heartbeat, complete, expire.
 
 An agent long-polls with its free slots; the leader pops that many runs it
-can execute and moves them to running under fresh leases in one fenced
-transaction. Heartbeats extend leases in memory. Completions, agents'
+can execute, and coordinator.assignment moves them to running under fresh
+leases in fenced transactions. Heartbeats extend leases in memory. Completions, agents'
 reports and the leader's own ends of attempts alike, are judged and
 recorded by coordinator.completion, only under the attempt's current
 fencing token. A lease that runs out ends its attempt as `lease-expired`,
@@ -15,20 +15,18 @@ import asyncio
 import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from taskscheduler.clock import Clock
 from taskscheduler.coordinator import codec, etcd
+from taskscheduler.coordinator.assignment import Assigned, Assigner
 from taskscheduler.coordinator.completion import AfterRun, Completer, Completion, CompletionResult
 from taskscheduler.coordinator.completion_plan import AttemptReport, HeldLease
-from taskscheduler.coordinator.evolve import evolve
 from taskscheduler.coordinator.jobcache import JobCache
 from taskscheduler.coordinator.keys import KeyLayout
 from taskscheduler.coordinator.leasetable import ActiveLease
 from taskscheduler.coordinator.model import (
-    Attempt,
     AttemptOutcome,
-    Job,
     Run,
     RunStatus,
     Worker,
@@ -45,19 +43,8 @@ from taskscheduler.logs import get_logger
 
 log = get_logger(__name__)
 
-# Each assigned run takes three operations; stay under etcd's default of 128.
-RUNS_PER_ASSIGN_TXN = 40
-# Runs handed out by one poll, in concurrent transactions of RUNS_PER_ASSIGN_TXN.
+# Runs handed out by one poll, in concurrent transactions (coordinator.assignment).
 MAX_ASSIGNMENTS_PER_POLL = 400
-
-
-@dataclass(frozen=True, slots=True)
-class Assigned:
-    run: Run
-    job: Job | None
-    fencing_token: int
-    # The run's due time when it was handed out before it; None when it was due.
-    start_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +78,9 @@ class Dispatcher:
         """
         self._hand_ahead = hand_ahead
         self._revocations = RevocationBox()
+        self._assigner = Assigner(
+            state=state, cache=cache, runs=runs, store=store, keys=keys, clock=clock, stats=stats
+        )
         self._state = state
         self._cache = cache
         self._runs = runs
@@ -150,7 +140,7 @@ class Dispatcher:
                     worker.capabilities, now, free, labels=worker.labels, horizon=now + ahead
                 )
                 if run_ids:
-                    return await self._assign(worker_id, run_ids, now)
+                    return await self._assigner.assign(worker_id, run_ids, now)
             remaining_s = deadline - self._clock.monotonic()
             if remaining_s <= 0:
                 return []
@@ -276,73 +266,6 @@ class Dispatcher:
             wait_s = min(wait_s, max(0.01, until_due_s))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(event.wait(), timeout=wait_s)
-
-    async def _assign(self, worker_id: str, run_ids: list[str], now: datetime) -> list[Assigned]:
-        """Assign the runs in chunks of one transaction each, committed concurrently.
-
-        A chunk whose transaction fails goes back to the queue; the call raises
-        only when no chunk was assigned.
-        """
-        started = [self._started(self._state.active[run_id], worker_id, now) for run_id in run_ids]
-        chunks = [
-            started[start : start + RUNS_PER_ASSIGN_TXN]
-            for start in range(0, len(started), RUNS_PER_ASSIGN_TXN)
-        ]
-        outcomes = await asyncio.gather(
-            *(self._assign_chunk(worker_id, chunk, now) for chunk in chunks),
-            return_exceptions=True,
-        )
-        assigned = [item for outcome in outcomes if isinstance(outcome, list) for item in outcome]
-        errors = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
-        if errors and not assigned:
-            raise errors[0]
-        for error in errors:
-            log.warning("assignment transaction failed; runs queued again", error=str(error))
-        return assigned
-
-    async def _assign_chunk(
-        self, worker_id: str, started: list[Run], now: datetime
-    ) -> list[Assigned]:
-        try:
-            token = await self._runs.assign(started)
-        except BaseException:
-            for run in started:
-                self._state.queue(self._state.active[run.id])
-            raise
-        assigned: list[Assigned] = []
-        for run in started:
-            tokened = evolve(run.attempts[-1], fencing_token=token)
-            run = evolve(run, attempts=(*run.attempts[:-1], tokened), revision=token)
-            self._state.track(run)
-            self._state.leases.grant(run.id, worker_id, run.attempt, token, self._clock.monotonic())
-            self._stats.record_start(run.due_at, now)
-            start_at = run.due_at if run.due_at > now else None
-            assigned.append(Assigned(run, self._cache.get(run.job_id), token, start_at))
-            log.debug(
-                "attempt assigned",
-                run_id=run.id,
-                job_id=run.job_id,
-                attempt=run.attempt,
-                worker_id=worker_id,
-                fencing_token=token,
-            )
-        return assigned
-
-    def _started(self, run: Run, worker_id: str, now: datetime) -> Run:
-        # A run handed out before it is due starts on the agent at its due time.
-        # The agent's report replaces this estimate when the attempt ends.
-        start = max(now, run.due_at)
-        number = run.attempt + 1
-        attempt = Attempt(number=number, worker_id=worker_id, fencing_token=0, started_at=start)
-        return evolve(
-            run,
-            status=RunStatus.RUNNING,
-            attempt=number,
-            worker_id=worker_id,
-            started_at=start,
-            completed_at=None,
-            attempts=(*run.attempts, attempt),
-        )
 
     async def _conclude(self, run: Run, lease: ActiveLease, report: AttemptReport) -> RunStatus:
         status = await self._completer.conclude(run, lease, report)

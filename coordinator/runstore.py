@@ -51,6 +51,18 @@ class BatchConflictError(FailedPreconditionError):
         self.size = size
 
 
+class AlreadyLeasedError(SchedulerError):
+    """A run of an assignment has a lease key already: an earlier assignment committed.
+
+    That happens when the outcome of an assignment's transaction was not
+    known (a timeout), and its runs were queued again in memory.
+    """
+
+    def __init__(self, run_ids: Sequence[str]) -> None:
+        super().__init__(f"a run of {', '.join(run_ids)} is leased already; nothing was written")
+        self.run_ids = tuple(run_ids)
+
+
 class SlotTakenError(SchedulerError):
     """Runs for these slots exist already (fired before a failover)."""
 
@@ -148,16 +160,30 @@ class RunStore:
         return result.revision
 
     async def assign(self, runs: Sequence[Run]) -> int:
-        """Move queued runs to running under new leases; return the fencing token."""
+        """Move queued runs to running under new leases; return the fencing token.
+
+        The token is the transaction's revision, which is also the create
+        revision of every new lease key. So each lease key must be absent
+        before; otherwise AlreadyLeasedError is raised and nothing is written.
+        """
         ops: list[etcd.Op] = []
+        compares = [self._fence()]
         for run in runs:
+            lease_key = self._keys.lease(run.id)
             ops.append(etcd.put(self._keys.run(run.id), codec.encode_run(run)))
             ops.append(etcd.delete(self._keys.queued(run)))
-            ops.append(etcd.put(self._keys.lease(run.id), run.worker_id.encode()))
-        result = await self._store.txn([self._fence()], ops, self._probe_fence())
+            ops.append(etcd.put(lease_key, run.worker_id.encode()))
+            compares.append(etcd.absent(lease_key))
+        result = await self._store.txn(compares, ops, self._probe_fence())
         if not result.succeeded:
-            raise LostLeadershipError("leader fence no longer matches; another replica leads")
+            self._raise_if_deposed(result)
+            raise AlreadyLeasedError([run.id for run in runs])
         return result.revision
+
+    async def read_lease(self, run_id: str) -> tuple[str, int] | None:
+        """Return the (worker id, fencing token) of the run's lease key, or None without one."""
+        kv = await self._store.get(self._keys.lease(run_id))
+        return None if kv is None else (kv.value.decode(), kv.create_revision)
 
     async def finish(
         self,

@@ -13,9 +13,9 @@ from google.protobuf import timestamp_pb2
 
 from taskscheduler.clock import Clock
 from taskscheduler.coordinator import codec, etcd
+from taskscheduler.coordinator.assignment import Assigned
 from taskscheduler.coordinator.completion import Completion, CompletionResult
 from taskscheduler.coordinator.completion_plan import AttemptReport, HeldLease
-from taskscheduler.coordinator.dispatch import Assigned
 from taskscheduler.coordinator.engine import Engine, LeaderRuntime
 from taskscheduler.coordinator.keys import KeyLayout
 from taskscheduler.coordinator.model import AttemptOutcome, Worker, WorkerStatus
