@@ -206,4 +206,5 @@ def _number(kind: type, flag: str, value: str):  # type: ignore[no-untyped-def]
     try:
         return kind(value)
     except ValueError:
-        raise ValueError(f"{flag} {value!r} is not a number") from None
+        what = "a whole number" if kind is int else "a number"
+        raise ValueError(f"{flag} {value!r} is not {what}") from None

@@ -50,9 +50,9 @@ def test_hand_ahead_flag_overrides_environment(monkeypatch: pytest.MonkeyPatch) 
         (["--hand-ahead-ms", "-1"], RANGE_MESSAGE),
         (["--hand-ahead-ms=-1"], RANGE_MESSAGE),
         (["--hand-ahead-ms", "1001"], RANGE_MESSAGE),
-        (["--hand-ahead-ms", "abc"], "--hand-ahead-ms 'abc' is not a number"),
-        (["--hand-ahead-ms", "2.5"], "--hand-ahead-ms '2.5' is not a number"),
-        (["--hand-ahead-ms", ""], "--hand-ahead-ms '' is not a number"),
+        (["--hand-ahead-ms", "abc"], "--hand-ahead-ms 'abc' is not a whole number"),
+        (["--hand-ahead-ms", "2.5"], "--hand-ahead-ms '2.5' is not a whole number"),
+        (["--hand-ahead-ms", ""], "--hand-ahead-ms '' is not a whole number"),
     ],
 )
 def test_hand_ahead_rejects_bad_values(argv: list[str], message: str) -> None:
@@ -67,7 +67,7 @@ def test_hand_ahead_rejects_bad_values(argv: list[str], message: str) -> None:
     [
         ("-1", RANGE_MESSAGE),
         ("1001", RANGE_MESSAGE),
-        ("abc", "--hand-ahead-ms 'abc' is not a number"),
+        ("abc", "--hand-ahead-ms 'abc' is not a whole number"),
     ],
 )
 def test_hand_ahead_rejects_bad_environment(
