@@ -60,6 +60,14 @@ class Assigner:
         self._keys = keys
         self._clock = clock
         self._stats = stats
+        # Runs whose assignment transaction is in flight, with its end.
+        self._in_flight: dict[str, asyncio.Event] = {}
+
+    async def settled(self, run_id: str) -> None:
+        """Wait until no assignment of the run is in flight, so a cancel sees its outcome."""
+        done = self._in_flight.get(run_id)
+        if done is not None:
+            await done.wait()
 
     async def assign(self, worker_id: str, run_ids: list[str], now: datetime) -> list[Assigned]:
         """Assign the runs; a poll cancelled meanwhile (its agent went away) does not stop it.
@@ -86,10 +94,19 @@ class Assigner:
             started[start : start + RUNS_PER_ASSIGN_TXN]
             for start in range(0, len(started), RUNS_PER_ASSIGN_TXN)
         ]
-        outcomes = await asyncio.gather(
-            *(self._assign_chunk(worker_id, chunk, now) for chunk in chunks),
-            return_exceptions=True,
-        )
+        done = asyncio.Event()
+        for run_id in run_ids:
+            self._in_flight[run_id] = done
+        try:
+            outcomes = await asyncio.gather(
+                *(self._assign_chunk(worker_id, chunk, now) for chunk in chunks),
+                return_exceptions=True,
+            )
+        finally:
+            for run_id in run_ids:
+                if self._in_flight.get(run_id) is done:
+                    del self._in_flight[run_id]
+            done.set()
         assigned = [item for outcome in outcomes if isinstance(outcome, list) for item in outcome]
         errors = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
         if errors and not assigned:
@@ -110,7 +127,7 @@ class Assigner:
             # The transaction may still have committed. If it did, the next
             # assignment of these runs finds their lease keys and recovers them.
             for run in started:
-                self._state.queue(self._state.active[run.id])
+                self._requeue(run.id)
             raise
         assigned: list[Assigned] = []
         for run in started:
@@ -132,31 +149,45 @@ class Assigner:
         return assigned
 
     async def _recover_leased(self, started: list[Run]) -> None:
-        """Take back runs whose lease keys exist: track those an earlier assignment committed."""
+        """Take back the runs of a chunk whose transaction failed a compare.
+
+        A lease key that exists means an earlier assignment committed. A run
+        record that is gone or ended means its job was deleted, or the run
+        cancelled, meanwhile.
+        """
         for run in started:
             lease = await self._runs.read_lease(run.id)
             kv = await self._store.get(self._keys.run(run.id))
             stored = None if kv is None else codec.decode_run(kv.key, kv.value, kv.mod_revision)
-            if lease is None:
-                self._state.queue(self._state.active[run.id])
+            if lease is not None and stored is not None and stored.status is RunStatus.RUNNING:
+                self._keep_lease(stored, *lease)
                 continue
-            worker_id, token = lease
-            if stored is not None and stored.status is RunStatus.RUNNING:
-                # Its agent may never have heard of it; then the lease runs out.
-                self._state.track(stored)
-                now = self._clock.monotonic()
-                self._state.leases.grant(run.id, worker_id, stored.attempt, token, now)
-                log.warning(
-                    "run found assigned by an earlier transaction; keeping its lease",
-                    run_id=run.id,
-                    attempt=stored.attempt,
-                    worker_id=worker_id,
-                    fencing_token=token,
-                )
-                continue
-            log.error("lease key of a run that is not running; deleting it", run_id=run.id)
-            await self._runs.drop_keys([etcd.delete(self._keys.lease(run.id))])
-            self._state.queue(self._state.active[run.id])
+            if lease is not None:
+                log.error("lease key of a run that is not running; deleting it", run_id=run.id)
+                await self._runs.drop_keys([etcd.delete(self._keys.lease(run.id))])
+            if stored is not None and stored.status is RunStatus.QUEUED:
+                self._requeue(run.id)
+            else:
+                log.info("run ended or deleted during its assignment", run_id=run.id)
+                self._state.untrack(run.id)
+
+    def _keep_lease(self, stored: Run, worker_id: str, token: int) -> None:
+        # Its agent may never have heard of it; then the lease runs out.
+        self._state.track(stored)
+        now = self._clock.monotonic()
+        self._state.leases.grant(stored.id, worker_id, stored.attempt, token, now)
+        log.warning(
+            "run found assigned by an earlier transaction; keeping its lease",
+            run_id=stored.id,
+            attempt=stored.attempt,
+            worker_id=worker_id,
+            fencing_token=token,
+        )
+
+    def _requeue(self, run_id: str) -> None:
+        run = self._state.active.get(run_id)
+        if run is not None:
+            self._state.queue(run)
 
     def _started(self, run: Run, worker_id: str, now: datetime) -> Run:
         # A run handed out before it is due starts on the agent at its due time.

@@ -38,7 +38,7 @@ from taskscheduler.coordinator.runstore import RunStore
 from taskscheduler.coordinator.state import LeaderState
 from taskscheduler.coordinator.stats import Stats
 from taskscheduler.coordinator.workers import WorkerRegistry
-from taskscheduler.errors import StaleLeaseError
+from taskscheduler.errors import LostLeadershipError, StaleLeaseError, StoreUnavailableError
 from taskscheduler.logs import get_logger
 
 log = get_logger(__name__)
@@ -113,12 +113,8 @@ class Dispatcher:
         wait and is returned in `revoked`.
         """
         worker = self._workers.get(worker_id)
-        self._revocations.poll_opened(worker_id)
-        try:
-            assigned = await self._poll(worker, max_assignments, wait_s, accepts_start_at)
-            return Polled(assigned, self._revocations.take(worker_id))
-        finally:
-            self._revocations.poll_closed(worker_id)
+        assigned = await self._poll(worker, max_assignments, wait_s, accepts_start_at)
+        return Polled(assigned, self._revocations.take(worker_id))
 
     async def _poll(
         self, worker: Worker, max_assignments: int, wait_s: float, accepts_start_at: bool
@@ -148,6 +144,7 @@ class Dispatcher:
 
     async def heartbeat(self, worker_id: str, leases: list[HeldLease]) -> list[HeldLease]:
         """Extend the worker's leases; return the ones it must stop (no longer current)."""
+        self._revocations.forget(worker_id)
         now = self._clock.monotonic()
         revoked = [
             lease
@@ -188,7 +185,11 @@ class Dispatcher:
         agent's next heartbeat revokes it and the agent kills the process.
         """
         runs = [run for run in self._state.active.values() if run.job_id == job_id]
-        for run in runs:
+        for listed in runs:
+            await self._assigner.settled(listed.id)
+            run = self._state.active.get(listed.id)
+            if run is None:
+                continue
             lease = self._state.leases.get(run.id)
             if lease is None:
                 await self._cancel_queued(run, reason)
@@ -216,6 +217,7 @@ class Dispatcher:
         `stored` is the run as read from etcd; it lets a queued run that waits
         in etcd only (its priority's memory queue was full) be cancelled.
         """
+        await self._assigner.settled(run_id)
         run = self._state.active.get(run_id)
         if run is None and stored is not None and stored.status is RunStatus.QUEUED:
             self._state.uncount(stored.job_id)
@@ -240,22 +242,37 @@ class Dispatcher:
         """End every attempt whose lease ran out, until cancelled."""
         while True:
             for lease in self._state.leases.expired(self._clock.monotonic()):
-                run = self._state.active.get(lease.run_id)
-                if run is None:
+                try:
+                    await self._expire(lease)
+                except (StoreUnavailableError, LostLeadershipError):
+                    raise
+                except Exception:
+                    # One bad lease must not stop the expiry of all the others.
+                    log.exception(
+                        "could not end an expired lease; dropping it",
+                        run_id=lease.run_id,
+                        attempt=lease.attempt,
+                        worker_id=lease.worker_id,
+                    )
                     self._state.leases.release(lease.run_id)
-                    continue
-                log.warning(
-                    "lease expired",
-                    run_id=lease.run_id,
-                    attempt=lease.attempt,
-                    worker_id=lease.worker_id,
-                    fencing_token=lease.fencing_token,
-                )
-                self._stats.count("leases_expired")
-                report = AttemptReport(AttemptOutcome.LEASE_EXPIRED, error="lease expired")
-                with contextlib.suppress(StaleLeaseError):
-                    await self._conclude(run, lease, report)
             await self._clock.sleep(min(1.0, self._state.leases.ttl_s / 4))
+
+    async def _expire(self, lease: ActiveLease) -> None:
+        run = self._state.active.get(lease.run_id)
+        if run is None:
+            self._state.leases.release(lease.run_id)
+            return
+        log.warning(
+            "lease expired",
+            run_id=lease.run_id,
+            attempt=lease.attempt,
+            worker_id=lease.worker_id,
+            fencing_token=lease.fencing_token,
+        )
+        self._stats.count("leases_expired")
+        report = AttemptReport(AttemptOutcome.LEASE_EXPIRED, error="lease expired")
+        with contextlib.suppress(StaleLeaseError):
+            await self._conclude(run, lease, report)
 
     async def _wait_for_work(self, remaining_s: float, ahead: timedelta) -> None:
         event = self._state.work_available
@@ -269,7 +286,11 @@ class Dispatcher:
 
     async def _conclude(self, run: Run, lease: ActiveLease, report: AttemptReport) -> RunStatus:
         status = await self._completer.conclude(run, lease, report)
-        held = HeldLease(lease.run_id, lease.attempt, lease.fencing_token)
-        if self._revocations.note(lease.worker_id, held):
-            self._state.signal_work()
+        self.note_revoked(lease)
         return status
+
+    def note_revoked(self, lease: ActiveLease) -> None:
+        """Tell the lease's agent with its next poll, or end its open poll, that the lease ended."""
+        held = HeldLease(lease.run_id, lease.attempt, lease.fencing_token)
+        self._revocations.note(lease.worker_id, held)
+        self._state.signal_work()

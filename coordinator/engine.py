@@ -25,7 +25,7 @@ from taskscheduler.coordinator.history import HistoryPruner
 from taskscheduler.coordinator.jobcache import JobCache
 from taskscheduler.coordinator.keys import KeyLayout
 from taskscheduler.coordinator.leasetable import LeaseTable
-from taskscheduler.coordinator.model import Job, Run
+from taskscheduler.coordinator.model import Job, Run, RunStatus
 from taskscheduler.coordinator.queued_cancel import QueuedRunCanceller
 from taskscheduler.coordinator.queueloader import QueueLoader
 from taskscheduler.coordinator.readyqueue import ReadyQueues
@@ -215,6 +215,13 @@ class Engine:
                 run = await self._read_run(kv.key[len(self._keys.leases) :])
                 if run is None:
                     continue
+                if run.status is not RunStatus.RUNNING or not run.attempts:
+                    log.warning(
+                        "lease key of a run that is not running; ignoring it",
+                        run_id=run.id,
+                        status=run.status.value,
+                    )
+                    continue
                 state.track(run)
                 worker_id = kv.value.decode()
                 state.leases.grant(run.id, worker_id, run.attempt, kv.create_revision, now)
@@ -244,6 +251,9 @@ class Engine:
         orphans = [run for run in runtime.state.active.values() if run.job_id == job_id]
         for run in orphans:
             runtime.state.untrack(run.id)
+            lease = runtime.state.leases.get(run.id)
+            if lease is not None:
+                runtime.dispatcher.note_revoked(lease)
             runtime.state.leases.release(run.id)
         runtime.state.forget_job(job_id)
         if orphans:

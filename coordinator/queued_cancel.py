@@ -49,7 +49,15 @@ class QueuedRunCanceller:
         """Record the queued run as cancelled with `reason`; return it as written."""
         now = self._clock.now()
         cancelled = evolve(run, status=RunStatus.CANCELLED, completed_at=now, error=reason)
-        revision = await self._write(cancelled)
+        # Out of the ready queue first, so that no poll assigns it during the write.
+        was_ready = run.id in self._state.ready
+        self._state.ready.remove(run.id)
+        try:
+            revision = await self._write(cancelled)
+        except BaseException:
+            if was_ready and run.id in self._state.active:
+                self._state.queue(self._state.active[run.id])
+            raise
         self._state.untrack(run.id)
         cancelled = evolve(cancelled, revision=revision)
         self._stats.record_finish(cancelled, now)

@@ -164,7 +164,8 @@ class RunStore:
 
         The token is the transaction's revision, which is also the create
         revision of every new lease key. So each lease key must be absent
-        before; otherwise AlreadyLeasedError is raised and nothing is written.
+        before, and each run's job must still exist; otherwise AlreadyLeasedError
+        is raised and nothing is written.
         """
         ops: list[etcd.Op] = []
         compares = [self._fence()]
@@ -174,6 +175,8 @@ class RunStore:
             ops.append(etcd.delete(self._keys.queued(run)))
             ops.append(etcd.put(lease_key, run.worker_id.encode()))
             compares.append(etcd.absent(lease_key))
+        # A job deleted meanwhile, on any replica, took its runs with it.
+        compares += [etcd.exists(self._keys.job(job_id)) for job_id in {run.job_id for run in runs}]
         result = await self._store.txn(compares, ops, self._probe_fence())
         if not result.succeeded:
             self._raise_if_deposed(result)

@@ -264,11 +264,13 @@ async def test_poll_with_start_at_gets_runs_ahead(
             assert item.start_at - item.received_at <= MAX_HAND_AHEAD, run_id
 
 
+@pytest.mark.parametrize("how", ["cancel", "delete"])
 def test_cancel_while_waiting_never_starts(
     start_coordinator: Callable[..., ProcessHandle],
     start_agent: Callable[..., AgentHandle],
     start_gateway: Callable[..., ProcessHandle],
     tmp_path: Path,
+    how: str,
 ) -> None:
     # Heartbeats 10 s apart, so that only the agent's open poll can carry the
     # revoked lease before the slot.
@@ -292,7 +294,11 @@ def test_cancel_while_waiting_never_starts(
             message="the run handed out before its slot",
         )[0]
         assert datetime.now(UTC) < _at(waiting["scheduledAt"])
-        cancelled = api.post(f"/api/jobs/{job['id']}/runs/{waiting['id']}/cancel")
+        if how == "cancel":
+            cancelled = api.post(f"/api/jobs/{job['id']}/runs/{waiting['id']}/cancel")
+            assert cancelled["status"] == "cancelled"
+        else:
+            api.delete(f"/api/jobs/{job['id']}")
         assert datetime.now(UTC) < _at(waiting["scheduledAt"])
         # Past the slot by more than a heartbeat: had it started, it would have run.
         wait_until(
@@ -300,8 +306,8 @@ def test_cancel_while_waiting_never_starts(
             timeout_s=10,
             message="three seconds past the slot",
         )
-        (run,) = api.history(job["id"])
+        if how == "cancel":
+            (run,) = api.history(job["id"])
+            assert run["status"] == "cancelled"
 
-    assert cancelled["status"] == "cancelled"
-    assert run["status"] == "cancelled"
     assert not marker.exists()
