@@ -29,7 +29,7 @@ from taskscheduler.coordinator.firing_plan import (
 )
 from taskscheduler.coordinator.jobcache import JobCache
 from taskscheduler.coordinator.keys import KeyLayout
-from taskscheduler.coordinator.model import ConcurrencyPolicy, Job, Run, RunTrigger
+from taskscheduler.coordinator.model import ConcurrencyPolicy, Job, Run, RunStatus, RunTrigger
 from taskscheduler.coordinator.runstore import Firing, JobChangedError, RunStore, SlotTakenError
 from taskscheduler.coordinator.state import LeaderState
 from taskscheduler.coordinator.stats import Stats
@@ -72,10 +72,15 @@ class Firer:
         self._clock = clock
         self._stats = stats
         self._cancel_runs = cancel_runs
+        # Runs of firing transactions whose outcome is unknown (a timeout), with
+        # whether each waits for dependencies. Those that committed are queued.
+        self._unsure: list[tuple[Run, bool]] = []
 
     async def run(self) -> None:
         """Fire due jobs until cancelled."""
         while True:
+            if self._unsure:
+                await self._recover_unsure()
             now = self._clock.now()
             due = self._state.index.pop_due(now, FIRE_BATCH_SIZE)
             if due:
@@ -111,6 +116,19 @@ class Firer:
             await asyncio.wait_for(self._state.schedule_changed.wait(), timeout=wait_s)
 
     async def _fire_batch(self, job_ids: list[str], now: datetime) -> None:
+        try:
+            await self._fire_each(job_ids, now)
+        except BaseException:
+            # The jobs left the time index when they were taken; put them back so
+            # that they fire once etcd answers again. Jobs that fired are
+            # indexed again at their next slot, as before.
+            for job_id in job_ids:
+                job = self._cache.get(job_id)
+                if job is not None:
+                    self._state.reindex(job)
+            raise
+
+    async def _fire_each(self, job_ids: list[str], now: datetime) -> None:
         batch: list[Firing] = []
         for job_id in job_ids:
             if self._needs_replace(job_id):
@@ -133,6 +151,14 @@ class Firer:
             for firing in firings:
                 await self._fire_alone(firing.job_before.id, now)
             return
+        except Exception:
+            self._unsure += [
+                (run, firing.held)
+                for firing in firings
+                for run in firing.runs
+                if not run.status.is_final
+            ]
+            raise
         for firing in firings:
             self._after_commit(firing, revision)
 
@@ -201,6 +227,27 @@ class Firer:
             return
         log.warning("job kept changing while firing; retrying on the next pass", job_id=job_id)
         self._state.index.schedule(job_id, now)
+
+    async def _recover_unsure(self) -> None:
+        """Queue the runs of unsure firing transactions that committed; forget the others."""
+        while self._unsure:
+            run, held = self._unsure[0]
+            kv = await self._store.get(self._keys.run(run.id))
+            self._unsure.pop(0)
+            if kv is None:
+                continue
+            stored = codec.decode_run(kv.key, kv.value, kv.mod_revision)
+            if stored.status is not RunStatus.QUEUED or stored.id in self._state.active:
+                continue
+            log.warning(
+                "run found written by a firing whose outcome was unknown; queueing it",
+                job_id=stored.job_id,
+                run_id=stored.id,
+            )
+            if held:
+                self._hold_run(stored)
+            else:
+                self._state.queue(stored)
 
     def _after_commit(self, firing: Firing, revision: int) -> None:
         job_after = evolve(firing.job_after, revision=revision)
