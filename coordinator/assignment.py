@@ -4,7 +4,7 @@ The runs of one poll are written in concurrent fenced transactions of up
 to RUNS_PER_ASSIGN_TXN runs. The fencing token of a chunk is its
 transaction's revision, which is also the create revision of each new
 lease key. A transaction whose outcome is unknown (a timeout) puts its
-runs back in the queue; if it did commit, their next assignment finds the
+runs back in the queue. If it did commit, their next assignment finds the
 lease keys, and the runs are tracked as the earlier transaction left them.
 """
 
@@ -64,7 +64,7 @@ class Assigner:
         self._in_flight: dict[str, asyncio.Event] = {}
 
     async def settled(self, run_id: str) -> None:
-        """Wait until no assignment of the run is in flight, so a cancel sees its outcome."""
+        """Wait until no assignment of the run is in flight, so that a cancel reads its outcome."""
         done = self._in_flight.get(run_id)
         if done is not None:
             await done.wait()

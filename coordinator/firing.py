@@ -120,7 +120,7 @@ class Firer:
             await self._fire_each(job_ids, now)
         except BaseException:
             # The jobs left the time index when they were taken; put them back so
-            # that they fire once etcd answers again. Jobs that fired are
+            # that they fire once etcd responds again. Jobs that fired are
             # indexed again at their next slot, as before.
             for job_id in job_ids:
                 job = self._cache.get(job_id)

@@ -1,9 +1,9 @@
 """Leases the leader ended, waiting to be sent with their agents' next poll.
 
 An agent learns that a lease was revoked from its next heartbeat, up to a
-heartbeat interval later. Its polls carry the news sooner: the leader
-notes the revoked lease for that agent and ends the agent's open poll, or
-answers its next one, with the lease listed. This matters most for an
+heartbeat interval later. Its polls carry the revocation sooner: the
+leader notes the revoked lease for that agent, and the response to the
+agent's open poll, or else to its next one, lists the lease. This matters most for an
 attempt handed out before its start instant, which then never starts. A
 heartbeat lists every revoked lease the agent still holds, so it clears
 the agent's notes.
