@@ -1,7 +1,7 @@
 """Freeze etcd (SIGSTOP) for longer than a write's timeout, under recurring load.
 
 Writes in flight time out while their outcome is unknown. Every job still
-fires again once etcd answers: a firing that timed out puts its jobs back
+fires again once etcd responds: a firing that timed out puts its jobs back
 in the time index, and any of its runs that did commit are queued. No run
 is left queued for good.
 """
