@@ -25,7 +25,7 @@ pytestmark = pytest.mark.integration
 JOBS = 60
 # Lease TTL short, so that leases of undelivered runs run out quickly.
 COORDINATOR_FLAGS = {"lease_ttl_s": 3, "heartbeat_interval_s": 1}
-CANCELLING_S = 6.0
+CANCELLING_S = 4.0
 ACTIVE = {"queued", "running"}
 
 
