@@ -126,7 +126,7 @@ class AttemptRunner:
         """Start executing the attempt, at `start_at` when that is still ahead.
 
         Raises NoFreeSlotError when every slot is taken. A waiting attempt
-        holds its slot from now on.
+        takes its slot from now on.
         """
         if self.free_slots <= 0:
             raise NoFreeSlotError(

@@ -73,14 +73,14 @@ class Assigner:
         """Assign the runs; a poll cancelled meanwhile (its agent went away) does not stop it.
 
         Stopping it could leave a committed assignment unrecorded in memory.
-        Runs assigned for a poll that ended unanswered keep their leases,
+        Runs assigned for a poll that ended without a response keep their leases,
         which run out because no agent holds them, and the retry policy decides.
         """
         work = asyncio.ensure_future(self._assign(worker_id, run_ids, now))
         try:
             return await asyncio.shield(work)
         except asyncio.CancelledError:
-            work.add_done_callback(functools.partial(_log_unanswered, worker_id))
+            work.add_done_callback(functools.partial(_log_unsent, worker_id))
             raise
 
     async def _assign(self, worker_id: str, run_ids: list[str], now: datetime) -> list[Assigned]:
@@ -206,8 +206,8 @@ class Assigner:
         )
 
 
-def _log_unanswered(worker_id: str, work: asyncio.Future[list[Assigned]]) -> None:
-    """Log the end of an assignment whose poll was cancelled before it was answered."""
+def _log_unsent(worker_id: str, work: asyncio.Future[list[Assigned]]) -> None:
+    """Log the end of an assignment whose poll was cancelled before its response was sent."""
     if work.cancelled():
         return
     error = work.exception()
@@ -215,7 +215,7 @@ def _log_unanswered(worker_id: str, work: asyncio.Future[list[Assigned]]) -> Non
         log.warning("assignment for a cancelled poll failed", worker_id=worker_id, error=str(error))
         return
     log.warning(
-        "poll cancelled before its assignment was answered; the leases will run out",
+        "poll cancelled before its assignment was sent; the leases will expire",
         worker_id=worker_id,
         runs=len(work.result()),
     )

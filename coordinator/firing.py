@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
@@ -74,7 +75,7 @@ class Firer:
         self._cancel_runs = cancel_runs
         # Runs of firing transactions whose outcome is unknown (a timeout), with
         # whether each waits for dependencies. Those that committed are queued.
-        self._unsure: list[tuple[Run, bool]] = []
+        self._unsure: deque[tuple[Run, bool]] = deque()
 
     async def run(self) -> None:
         """Fire due jobs until cancelled."""
@@ -152,12 +153,12 @@ class Firer:
                 await self._fire_alone(firing.job_before.id, now)
             return
         except Exception:
-            self._unsure += [
+            self._unsure.extend(
                 (run, firing.held)
                 for firing in firings
                 for run in firing.runs
                 if not run.status.is_final
-            ]
+            )
             raise
         for firing in firings:
             self._after_commit(firing, revision)
@@ -233,7 +234,7 @@ class Firer:
         while self._unsure:
             run, held = self._unsure[0]
             kv = await self._store.get(self._keys.run(run.id))
-            self._unsure.pop(0)
+            self._unsure.popleft()
             if kv is None:
                 continue
             stored = codec.decode_run(kv.key, kv.value, kv.mod_revision)

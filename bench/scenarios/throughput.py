@@ -36,7 +36,7 @@ CATCH_UP_NOTE = (
     "The jobs use misfire policy `catch_up`, so a leader that falls behind still fires every "
     "missed slot, and runs complete after their slot instead of being skipped. The completion "
     "rate is what the system sustains. A slot without a run after the drain is a lost run, "
-    "unless the leader was still behind when the jobs were paused at the window's end: a "
+    "unless the leader was still behind when the jobs were paused at the window's end. A "
     "paused job fires no more slots, so the slots it had not reached then have no run."
 )
 

@@ -2,7 +2,7 @@
 
 An agent that goes away mid-poll (its call deadline passes, or it is killed)
 cancels the PollWork call on the coordinator. The assignment goes on to its
-end, and the leases of runs nobody received run out, so the retry policy
+end, and the leases of runs no agent received expire, so the retry policy
 hands them to another agent. Before, such runs could stay `running` until
 the next leader change.
 """

@@ -264,13 +264,13 @@ async def test_poll_with_start_at_gets_runs_ahead(
             assert item.start_at - item.received_at <= MAX_HAND_AHEAD, run_id
 
 
-@pytest.mark.parametrize("how", ["cancel", "delete"])
+@pytest.mark.parametrize("action", ["cancel", "delete"])
 def test_cancel_while_waiting_never_starts(
     start_coordinator: Callable[..., ProcessHandle],
     start_agent: Callable[..., AgentHandle],
     start_gateway: Callable[..., ProcessHandle],
     tmp_path: Path,
-    how: str,
+    action: str,
 ) -> None:
     # Heartbeats 10 s apart, so that only the agent's open poll can carry the
     # revoked lease before the slot.
@@ -294,7 +294,7 @@ def test_cancel_while_waiting_never_starts(
             message="the run handed out before its slot",
         )[0]
         assert datetime.now(UTC) < _at(waiting["scheduledAt"])
-        if how == "cancel":
+        if action == "cancel":
             cancelled = api.post(f"/api/jobs/{job['id']}/runs/{waiting['id']}/cancel")
             assert cancelled["status"] == "cancelled"
         else:
@@ -306,7 +306,7 @@ def test_cancel_while_waiting_never_starts(
             timeout_s=10,
             message="two seconds past the slot",
         )
-        if how == "cancel":
+        if action == "cancel":
             (run,) = api.history(job["id"])
             assert run["status"] == "cancelled"
 

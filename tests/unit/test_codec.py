@@ -383,7 +383,7 @@ def test_version_1_job_record_sets_both_times() -> None:
     assert decoded.last_run_at == CREATED - timedelta(hours=1)
 
 
-def test_job_record_with_a_run_by_hand_only_has_no_slot() -> None:
+def test_manual_run_only_job_has_no_slot() -> None:
     job = make_job(last_fire_at=None)
 
     decoded = codec.decode_job("/jobs/x", codec.encode_job(job), revision=3)

@@ -114,7 +114,7 @@ def test_ended_run_takes_reported_start(
     assert ended.attempts[-1].started_at == recorded_start
 
 
-def test_attempt_ended_before_its_start_shows_end_as_start() -> None:
+def test_unstarted_attempt_start_equals_end() -> None:
     # Handed out ahead: the estimate is the due time, 1 s away, when it is cancelled.
     due = T0 + timedelta(seconds=1)
     attempt = Attempt(number=1, worker_id="agent-1", fencing_token=77, started_at=due)

@@ -183,8 +183,8 @@ async def test_leader_redirect_happens_once_per_try(
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await client.call(WRITE, WRITE.request_class())
 
-    # Each try follows one redirect and no more; the replicas that name each
-    # other never answer, so the call ends with their rejection.
+    # Each try follows one redirect and no more. The replicas that name each
+    # other reject every call, so the call ends with their rejection.
     assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert first.calls == second.calls
     assert first.calls in (1, 2)
